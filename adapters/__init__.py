@@ -1,0 +1,9 @@
+"""Adapters: one module per method, the contract (base.py) and the registry (registry.py).
+
+Importing this package registers every method, in the order below (the order studies use).
+"""
+
+from adapters import full, lora  # noqa: F401  (registration side effects)
+from adapters.registry import attach, build, get, names
+
+__all__ = ["attach", "build", "get", "names"]

@@ -1,0 +1,1 @@
+"""nfl: a simulator for the trade-off between adaptability and efficiency in LoRA-style adapters."""

@@ -1,0 +1,133 @@
+"""Pretraining and adaptation loops: full-batch Adam, a History of every step."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import adapters as registry
+from adapters.base import Adapter
+from nfl.config import ExperimentConfig
+from nfl.metrics import grad_norm, trainable_parameters
+from nfl.model import MLP, make_mlp, target_layer_names
+from nfl.tasks import Dataset, TaskData
+
+
+class DegenerateTaskWarning(UserWarning):
+    """The pretrained model is no better than predicting zero: adaptation results mean little."""
+
+
+@dataclass
+class History:
+    """Per-step record of one training run.
+
+    ``val_loss[0]`` is measured before the first step and ``val_loss[i]`` after step i;
+    ``train_loss[i-1]`` and ``grad_norm[i-1]`` belong to step i (the loss it minimised, regulariser
+    included, and the L2 norm of its gradient over the trainable parameters).
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+
+    @property
+    def min_val_loss(self) -> float:
+        return min(self.val_loss)
+
+    @property
+    def final_val_loss(self) -> float:
+        return self.val_loss[-1]
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"train_loss": self.train_loss, "val_loss": self.val_loss, "grad_norm": self.grad_norm}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean squared error of ``model`` on (x, y)."""
+    return float(F.mse_loss(model(x), y))
+
+
+def train(model: nn.Module, data: Dataset, epochs: int, lr: float, hooks: list[Adapter] = ()) -> History:
+    """Full-batch Adam on ``data`` for ``epochs`` steps, updating the parameters with requires_grad.
+
+    Every step adds the adapters' ``regularization()`` to the loss and calls their
+    ``on_step(step, epochs)`` after the optimiser step, while the gradients are still there.
+    """
+    params = trainable_parameters(model)
+    optimizer = torch.optim.Adam(params, lr=lr)
+    history = History(val_loss=[evaluate(model, data.x_val, data.y_val)])
+    for step in range(epochs):
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.mse_loss(model(data.x_train), data.y_train)
+        for hook in hooks:
+            extra = hook.regularization()
+            if extra is not None:
+                loss = loss + extra
+        loss.backward()
+        history.grad_norm.append(float(grad_norm(params)))
+        optimizer.step()
+        for hook in hooks:
+            hook.on_step(step, epochs)
+        history.train_loss.append(float(loss.detach()))
+        history.val_loss.append(evaluate(model, data.x_val, data.y_val))
+    return history
+
+
+def set_determinism() -> None:
+    """Same seed, same numbers: deterministic kernels where torch offers a choice."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def pretrain(cfg: ExperimentConfig, data: TaskData, seed: int, device: str | torch.device = "cpu") -> tuple[MLP, History]:
+    """Train a fresh MLP on the base task; warn when it ends no better than the zero predictor."""
+    set_determinism()
+    model = make_mlp(cfg.model, seed, device=device)
+    history = train(model, data.base.to(device), cfg.train.pretrain_epochs, cfg.train.lr)
+    if history.final_val_loss >= data.base.zero_loss:
+        warnings.warn(
+            DegenerateTaskWarning(
+                f"the pretrained model's base-task validation loss {history.final_val_loss:.3f} is no better "
+                f"than predicting zero ({data.base.zero_loss:.3f}): it has learnt nothing to adapt "
+                f"(preset {cfg.preset!r}; see DESIGN.md)"
+            ),
+            stacklevel=2,
+        )
+    return model, history
+
+
+@dataclass
+class Adapted:
+    """An adapted copy of the pretrained model and what happened on the way."""
+
+    model: nn.Module
+    adapters: list[Adapter]
+    history: History
+    trainable_params: int
+
+
+def prepare(pretrained: nn.Module, method: str, cfg: ExperimentConfig, rank: int | None, seed: int, **hparams) -> tuple[nn.Module, list[Adapter]]:
+    """A copy of ``pretrained`` with ``method`` attached; the pretrained model is left as it was."""
+    model = copy.deepcopy(pretrained)
+    attached = registry.attach(model, method, cfg.targets, rank=rank, seed=seed, **hparams)
+    if cfg.train_unadapted_layers:
+        covered = set(target_layer_names(cfg.targets))
+        for name, module in model.named_children():
+            if isinstance(module, nn.Linear) and name not in covered:
+                module.requires_grad_(True)
+    return model, attached
+
+
+def adapt(pretrained: nn.Module, method: str, cfg: ExperimentConfig, data: Dataset, rank: int | None = None, seed: int | None = None, **hparams) -> Adapted:
+    """Adapt a copy of ``pretrained`` to ``data`` (the shifted task) with ``method``."""
+    set_determinism()
+    seed = cfg.seed if seed is None else seed
+    model, attached = prepare(pretrained, method, cfg, rank, seed, **hparams)
+    device = next(model.parameters()).device
+    history = train(model, data.to(device), cfg.train.adapt_epochs, cfg.train.lr, hooks=attached)
+    return Adapted(model, attached, history, sum(p.numel() for p in trainable_parameters(model)))

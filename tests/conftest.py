@@ -1,0 +1,42 @@
+"""Shared fixtures: a small non-square two-layer model, so transposition slips cannot hide."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import adapters
+
+
+class TwoLayer(nn.Module):
+    """Linear(16 -> 12) . ReLU . Linear(12 -> 10): the MLP's shape, with d != k everywhere."""
+
+    def __init__(self, dtype: torch.dtype = torch.float32, seed: int = 0):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.layer1 = nn.Linear(16, 12, dtype=dtype)
+            self.act = nn.ReLU()
+            self.layer2 = nn.Linear(12, 10, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer2(self.act(self.layer1(x)))
+
+
+ADAPTER_METHODS = [n for n in adapters.names() if adapters.get(n).adapter is not None]
+ALL_METHODS = adapters.names()
+
+
+@pytest.fixture
+def two_layer() -> TwoLayer:
+    return TwoLayer()
+
+
+def perturb_(module: nn.Module, seed: int = 1, scale: float = 0.5) -> None:
+    """Move every trainable parameter off its initial value, so a zero-at-init update is non-zero."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.requires_grad:
+                p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
