@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from adapters.base import Adapter
@@ -35,12 +36,22 @@ class LoRA(Adapter):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5), generator=generator)
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, **like))
 
-    def lora_delta(self) -> torch.Tensor:
-        """(alpha / r) B A, the low-rank update as a dense d x k matrix."""
-        return self.scaling * (self.lora_B @ self.lora_A)
+    # Methods whose update is a scaled product of two thin factors (PiSSA, DoRA, VeRA, ProLoRA,
+    # AdaLoRA, MoS) subclass LoRA and override these two hooks instead of forward/merge.
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, A) with the update (alpha / r) B A; B is d x r, A is r x k."""
+        return self.lora_B, self.lora_A
+
+    @property
+    def frozen_weight(self) -> torch.Tensor:
+        """The frozen weight the update is added to: W0 here, a residual for PiSSA / MiLoRA."""
+        return self.base_weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base_forward(x) + (x @ self.lora_A.T @ self.lora_B.T) * self.scaling
+        B, A = self.factors()
+        return F.linear(x, self.frozen_weight, self.bias) + (x @ A.T @ B.T) * self.scaling
 
     def merged_weight(self) -> torch.Tensor:
-        return self.base_weight + self.lora_delta()
+        B, A = self.factors()
+        return self.frozen_weight + self.scaling * (B @ A)
