@@ -1,0 +1,1 @@
+"""Plotting: pure functions from result records to matplotlib figures, one shared style."""

@@ -1,0 +1,45 @@
+"""Validation-loss curves: one line per method, mean over seeds with a shaded 95% band."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from figures.style import method_style
+from nfl.stats import mean_ci
+
+
+def group_curves(records: Iterable[dict[str, Any]], key: str = "val_loss") -> dict[str, np.ndarray]:
+    """method -> array (seeds x steps) of the histories' ``key``, in first-seen order."""
+    grouped: dict[str, list[list[float]]] = defaultdict(list)
+    for record in records:
+        grouped[record["method"]].append(record["history"][key])
+    return {method: np.asarray(curves, dtype=float) for method, curves in grouped.items()}
+
+
+def draw_loss_curves(ax: plt.Axes, records: Iterable[dict[str, Any]], zero_loss: float | None = None) -> None:
+    """Validation loss vs step on ``ax`` (log y), full fine-tuning dashed as the reference."""
+    for method, curves in group_curves(records).items():
+        style = method_style(method)
+        mean, half = mean_ci(curves)
+        steps = np.arange(curves.shape[1])
+        ax.plot(steps, mean, color=style["color"], label=style["label"], lw=1.6, ls="--" if method == "full" else "-")
+        if len(curves) > 1:
+            ax.fill_between(steps, np.maximum(mean - half, 1e-12), mean + half, color=style["color"], alpha=0.15, lw=0)
+    if zero_loss is not None:
+        ax.axhline(zero_loss, color="grey", lw=1, ls=":", label="predict zero")
+    ax.set_yscale("log")
+    ax.set_xlabel("adaptation step")
+    ax.set_ylabel("validation MSE, shifted task")
+
+
+def loss_curves_figure(records: list[dict[str, Any]], zero_loss: float | None = None, title: str = "") -> plt.Figure:
+    """A figure of :func:`draw_loss_curves` with the legend outside the axes."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    draw_loss_curves(ax, records, zero_loss)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title("Adaptation to the shifted task" + (f"\n{title}" if title else ""))
+    return fig

@@ -1,0 +1,19 @@
+"""Summary statistics over seeds: mean with a Student-t 95% confidence interval."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over ``axis`` and the half-width of its t-interval (0 for a single value)."""
+    values = np.asarray(values, dtype=float)
+    mean = values.mean(axis=axis)
+    n = values.shape[axis]
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    half = stats.sem(values, axis=axis) * stats.t.ppf((1 + confidence) / 2, n - 1)
+    return mean, half

@@ -1,0 +1,110 @@
+"""How close does each method get to full fine-tuning? Validation-loss curves on the shifted task.
+
+Pretrains once per seed, adapts a copy with every method from the same weights and data, and writes
+one JSON line per (method, seed) with the history and a summary, a summary table, and the figure
+``adaptability_loss.{png,pdf}`` (mean over seeds with a 95% band).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+import adapters
+from figures.curves import loss_curves_figure
+from figures.style import save
+from nfl.results import ResultStore, environment
+from nfl.stats import mean_ci
+from nfl.tasks import make_task_data
+from nfl.training import adapt, evaluate, pretrain
+from studies.common import StudySetup, format_table, study_parser
+
+
+def run(setup: StudySetup) -> list[dict[str, Any]]:
+    """Adapt with every method for every seed; append each record to the store as it finishes."""
+    cfg, device = setup.config, setup.device
+    store = ResultStore(setup.out / "adaptability.jsonl")
+    env = environment(device)
+    records = []
+    cells = tqdm(total=len(setup.seeds) * len(setup.methods), desc="adapting", unit="run", file=sys.stderr)
+    for seed in setup.seeds:
+        data = make_task_data(cfg.task, cfg.model.width, seed).to(device)
+        pretrained, pre_history = pretrain(cfg, data, seed, device)
+        for method in setup.methods:
+            cells.set_postfix_str(f"seed {seed} {method}")
+            result = adapt(pretrained, method, cfg, data.shifted, seed=seed)
+            spec = adapters.get(method)
+            record = {
+                "study": "adaptability",
+                "method": method,
+                "rank": spec.default_rank,
+                "seed": seed,
+                "width": cfg.model.width,
+                "device": str(device),
+                "config_hash": cfg.digest(),
+                "config": cfg.to_dict(),
+                "env": env,
+                "history": result.history.to_dict(),
+                "summary": {
+                    "trainable_params": result.trainable_params,
+                    "min_val_loss": result.history.min_val_loss,
+                    "final_val_loss": result.history.final_val_loss,
+                    "initial_grad_norm": result.history.grad_norm[0],
+                    "pretrained_base_val_loss": pre_history.final_val_loss,
+                    "base_zero_loss": data.base.zero_loss,
+                    "shifted_zero_loss": data.shifted.zero_loss,
+                    "forgetting_base_val_loss": evaluate(result.model, data.base.x_val, data.base.y_val),
+                },
+            }
+            store.append(record)
+            records.append(record)
+            cells.update()
+    cells.close()
+    return records
+
+
+def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per method: parameters, min / final validation loss (mean ± 95% CI), forgetting."""
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in records):
+        mine = [r["summary"] for r in records if r["method"] == method]
+        row = {"method": adapters.get(method).label, "params": f"{mine[0]['trainable_params']:,}", "seeds": str(len(mine))}
+        for key, column in (("min_val_loss", "min val loss"), ("final_val_loss", "final val loss"), ("forgetting_base_val_loss", "base-task loss after")):
+            mean, half = mean_ci([s[key] for s in mine])
+            row[column] = f"{mean:.4f} ± {half:.4f}"
+        rows.append(row)
+    return rows
+
+
+def report(records: list[dict[str, Any]]) -> str:
+    """The pretrained model against the zero predictor, then the per-method table."""
+    base = np.mean([r["summary"]["pretrained_base_val_loss"] for r in records])
+    zero = np.mean([r["summary"]["base_zero_loss"] for r in records])
+    shifted_zero = np.mean([r["summary"]["shifted_zero_loss"] for r in records])
+    verdict = "learnt the base task" if base < zero else "NO BETTER THAN PREDICTING ZERO: the results below mean little"
+    header = (
+        f"pretrained model, base task: validation loss {base:.4f} vs zero predictor {zero:.4f} ({verdict})\n"
+        f"shifted task: zero-predictor validation loss {shifted_zero:.4f}\n"
+    )
+    columns = ["method", "params", "seeds", "min val loss", "final val loss", "base-task loss after"]
+    return header + format_table(summary_rows(records), columns)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = study_parser("adaptability", __doc__.splitlines()[0])
+    setup = StudySetup(parser, argv)
+    if setup.args.quick:
+        setup.seeds = setup.seeds[:1]
+    records = run(setup)
+    shifted_zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in records]))
+    title = f"preset {setup.config.preset}, width {setup.config.model.width}, {len(setup.seeds)} seed(s)"
+    paths = save(loss_curves_figure(records, zero_loss=shifted_zero, title=title), setup.out / "adaptability_loss")
+    print(report(records))
+    print(f"\nrecords: {setup.out / 'adaptability.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
+
+
+if __name__ == "__main__":
+    main()
