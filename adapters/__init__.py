@@ -5,6 +5,9 @@ Importing this package registers every method, in the order below (the order stu
 
 from adapters import full, lora  # noqa: F401  (registration side effects)
 from adapters import miss  # noqa: F401
+from adapters import pissa  # noqa: F401
+from adapters import milora  # noqa: F401
+from adapters import dora  # noqa: F401
 from adapters.registry import attach, build, get, names
 
 __all__ = ["attach", "build", "get", "names"]

@@ -1,0 +1,32 @@
+"""MiLoRA (Wang et al., 2025, "MiLoRA: Harnessing Minor Singular Components for Parameter-Efficient
+LLM Finetuning", NAACL, method section and Fig. 1).
+
+PiSSA's construction on the other end of the spectrum: B = U_r S_r^{1/2}, A = S_r^{1/2} V_r^T from
+the r *smallest* singular triplets, and the frozen weight is the principal part W0 - B A.
+
+Follows the reference ``svd_init.py`` (sufenlp/MiLoRA, mode "min"): a full SVD (a randomised one
+finds the largest components, not the smallest), lora_alpha = r so the scaling is 1, and the residual
+W0 - s B A computed from the factors actually stored.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from adapters.pissa import PiSSA
+from adapters.registry import register
+
+
+@register(
+    "milora",
+    label="MiLoRA",
+    default_rank=2,
+    param_count=lambda shapes, rank: sum(rank * (d + k) for d, k in shapes),
+    reference="Wang et al. 2025; sufenlp/MiLoRA svd_init.py",
+)
+class MiLoRA(PiSSA):
+    principal = False
+
+    def __init__(self, base: nn.Linear, rank: int, *, generator: torch.Generator, shared: None = None):
+        super().__init__(base, rank, generator=generator, alpha=None, niter=None)
