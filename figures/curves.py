@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any, Iterable
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from figures.records import curves
 from figures.style import method_style
 from nfl.stats import mean_ci
 
 
-def group_curves(records: Iterable[dict[str, Any]], key: str = "val_loss") -> dict[str, np.ndarray]:
-    """method -> array (seeds x steps) of the histories' ``key``, in first-seen order."""
-    grouped: dict[str, list[list[float]]] = defaultdict(list)
-    for record in records:
-        grouped[record["method"]].append(record["history"][key])
-    return {method: np.asarray(curves, dtype=float) for method, curves in grouped.items()}
-
-
 def draw_loss_curves(ax: plt.Axes, records: Iterable[dict[str, Any]], zero_loss: float | None = None) -> None:
     """Validation loss vs step on ``ax`` (log y), full fine-tuning dashed as the reference."""
-    for method, curves in group_curves(records).items():
+    for method, curves in curves(records).items():
         style = method_style(method)
         mean, half = mean_ci(curves)
         steps = np.arange(curves.shape[1])

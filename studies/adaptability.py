@@ -7,63 +7,41 @@ one JSON line per (method, seed) with the history and a summary, a summary table
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 import adapters
 from figures.curves import loss_curves_figure
 from figures.style import save
-from nfl.results import ResultStore, environment
+from nfl.sweep import Cell
 from nfl.stats import mean_ci
-from nfl.tasks import make_task_data
-from nfl.training import adapt, evaluate, pretrain
+from nfl.training import adapt, evaluate
 from studies.common import StudySetup, format_table, study_parser
 
 
+def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
+    """Adapt the seed's pretrained model with one method: its history and summary."""
+    data, pretrained, pre_history = setup.pretrained(cell.seed)
+    result = adapt(pretrained, cell.method, setup.config, data.shifted, rank=cell.rank, seed=cell.seed)
+    return {
+        "history": result.history.to_dict(),
+        "summary": {
+            "trainable_params": result.trainable_params,
+            "min_val_loss": result.history.min_val_loss,
+            "final_val_loss": result.history.final_val_loss,
+            "initial_grad_norm": result.history.grad_norm[0],
+            "pretrained_base_val_loss": pre_history.final_val_loss,
+            "base_zero_loss": data.base.zero_loss,
+            "shifted_zero_loss": data.shifted.zero_loss,
+            "forgetting_base_val_loss": evaluate(result.model, data.base.x_val, data.base.y_val),
+        },
+    }
+
+
 def run(setup: StudySetup) -> list[dict[str, Any]]:
-    """Adapt with every method for every seed; append each record to the store as it finishes."""
-    cfg, device = setup.config, setup.device
-    store = ResultStore(setup.out / "adaptability.jsonl")
-    env = environment(device)
-    records = []
-    cells = tqdm(total=len(setup.seeds) * len(setup.methods), desc="adapting", unit="run", file=sys.stderr)
-    for seed in setup.seeds:
-        data = make_task_data(cfg.task, cfg.model.width, seed).to(device)
-        pretrained, pre_history = pretrain(cfg, data, seed, device)
-        for method in setup.methods:
-            cells.set_postfix_str(f"seed {seed} {method}")
-            result = adapt(pretrained, method, cfg, data.shifted, seed=seed)
-            spec = adapters.get(method)
-            record = {
-                "study": "adaptability",
-                "method": method,
-                "rank": spec.default_rank,
-                "seed": seed,
-                "width": cfg.model.width,
-                "device": str(device),
-                "config_hash": cfg.digest(),
-                "config": cfg.to_dict(),
-                "env": env,
-                "history": result.history.to_dict(),
-                "summary": {
-                    "trainable_params": result.trainable_params,
-                    "min_val_loss": result.history.min_val_loss,
-                    "final_val_loss": result.history.final_val_loss,
-                    "initial_grad_norm": result.history.grad_norm[0],
-                    "pretrained_base_val_loss": pre_history.final_val_loss,
-                    "base_zero_loss": data.base.zero_loss,
-                    "shifted_zero_loss": data.shifted.zero_loss,
-                    "forgetting_base_val_loss": evaluate(result.model, data.base.x_val, data.base.y_val),
-                },
-            }
-            store.append(record)
-            records.append(record)
-            cells.update()
-    cells.close()
-    return records
+    """Every (method, rank, seed) cell, computed or read back from ``<out>/adaptability.jsonl``."""
+    return setup.run("adaptability", lambda cell: compute(setup, cell))
 
 
 def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -96,8 +74,6 @@ def report(records: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("adaptability", __doc__.splitlines()[0])
     setup = StudySetup(parser, argv)
-    if setup.args.quick:
-        setup.seeds = setup.seeds[:1]
     records = run(setup)
     shifted_zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in records]))
     title = f"preset {setup.config.preset}, width {setup.config.model.width}, {len(setup.seeds)} seed(s)"

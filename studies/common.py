@@ -1,31 +1,46 @@
-"""What every study shares: its command line, device choice, method list, summary table."""
+"""What every study shares: its command line, device and method choice, cells, summary table."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shlex
+import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 import adapters
 from nfl.config import ExperimentConfig, add_config_arguments, config_from_args
+from nfl.model import target_layer_names
+from nfl.results import ResultStore, environment
+from nfl.sweep import Cell, SweepInterrupted, run_cells
+from nfl.tasks import TaskData, make_task_data
+from nfl.training import History, pretrain
+
+SWEEP_RANKS = (1, 2, 4, 8, 16, 32, 64)
 
 
-def study_parser(name: str, description: str) -> argparse.ArgumentParser:
+def study_parser(name: str, description: str, ranks_help: str = "each method's default rank") -> argparse.ArgumentParser:
     """The flags of DESIGN.md's conventions plus one flag per experiment setting."""
     parser = argparse.ArgumentParser(prog=f"python -m studies.{name}", description=description)
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA when available")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: CUDA when available)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...); default 3")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one): " + ",".join(adapters.names()))
+    parser.add_argument("--ranks", default=None, help=f"comma-separated ranks (default: {ranks_help})")
+    parser.add_argument("--width", dest="cfg_width", type=int, default=None, help="input, hidden and output size of the MLP (default 64)")
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
-    parser.add_argument("--quick", action="store_true", help="fewer seeds and repeats, same outputs")
-    add_config_arguments(parser)
+    parser.add_argument("--quick", action="store_true", help="one seed and fewer timing repeats, same outputs")
+    parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
+    add_config_arguments(parser, skip={"width"})
     return parser
 
 
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA if available else CPU; 'cuda' without CUDA is an error."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -45,24 +60,99 @@ def parse_methods(text: str | None) -> list[str]:
     return list(dict.fromkeys(methods))
 
 
-class StudySetup:
-    """The parsed and validated command line of a study."""
+def parse_ranks(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        ranks = [int(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise ValueError(f"--ranks takes comma-separated integers, got {text!r}") from None
+    if not ranks:
+        raise ValueError("--ranks names no rank")
+    return list(dict.fromkeys(ranks))
 
-    def __init__(self, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None):
-        args = parser.parse_args(argv)
+
+class StudySetup:
+    """The parsed and validated command line of a study: bad input exits 2 before any work."""
+
+    def __init__(self, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, default_ranks: Sequence[int] | None = None):
+        self.argv = list(sys.argv[1:] if argv is None else argv)
+        self.prog = parser.prog
+        args = parser.parse_args(self.argv)
         try:
             self.config: ExperimentConfig = config_from_args(args)
             if args.seeds < 1:
                 raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
             self.methods = parse_methods(args.methods)
+            self.ranks = parse_ranks(args.ranks) or (list(default_ranks) if default_ranks else None)
             self.device = resolve_device(args.device)
             self.out = Path(args.out)
             if self.out.exists() and not self.out.is_dir():
                 raise ValueError(f"--out {self.out} is a file, not a directory")
+            self.method_ranks = self._method_ranks(strict=args.ranks is not None and len(self.ranks) == 1)
         except ValueError as error:
             parser.error(str(error))  # one line on stderr, exit status 2
         self.args = args
-        self.seeds = [self.config.seed + i for i in range(args.seeds)]
+        self.quick = args.quick
+        self.seeds = [self.config.seed + i for i in range(1 if args.quick else args.seeds)]
+        self._pretrained: dict[int, tuple[TaskData, torch.nn.Module, History]] = {}
+
+    def _method_ranks(self, strict: bool) -> dict[str, list[int | None]]:
+        """method -> the ranks it runs at. A rank a method cannot take is an error when it is the
+        only rank asked for, and otherwise skipped with a one-line notice."""
+        width = self.config.model.width
+        shapes = [(width, width)] * len(target_layer_names(self.config.targets))
+        plan: dict[str, list[int | None]] = {}
+        for method in self.methods:
+            spec = adapters.get(method)
+            if spec.adapter is None:
+                plan[method] = [None]
+                continue
+            plan[method] = []
+            for rank in self.ranks or [spec.default_rank]:
+                try:
+                    spec.check(shapes, rank)
+                except ValueError as error:
+                    if strict:
+                        raise
+                    print(f"skipping {method} at rank {rank}: {error}", file=sys.stderr)
+                else:
+                    plan[method].append(rank)
+        return plan
+
+    def command(self, resume: bool = False) -> str:
+        """The command line that ran this study (with --resume added if asked)."""
+        extra = ["--resume"] if resume and "--resume" not in self.argv else []
+        return " ".join([self.prog, *map(shlex.quote, self.argv), *extra])
+
+    def cells(self, study: str, seeds: Sequence[int] | None = None) -> list[Cell]:
+        """Every (method, rank, seed) cell of ``study``, methods outermost."""
+        cfg = self.config
+        return [
+            Cell(study, method, rank, seed, cfg.model.width, str(self.device), cfg.digest())
+            for method, ranks in self.method_ranks.items()
+            for rank in ranks
+            for seed in (self.seeds if seeds is None else seeds)
+        ]
+
+    def pretrained(self, seed: int) -> tuple[TaskData, torch.nn.Module, History]:
+        """Data, pretrained model and its history for ``seed``, computed once per run."""
+        if seed not in self._pretrained:
+            data = make_task_data(self.config.task, self.config.model.width, seed).to(self.device)
+            model, history = pretrain(self.config, data, seed, self.device)
+            self._pretrained[seed] = (data, model, history)
+        return self._pretrained[seed]
+
+    def run(self, study: str, compute: Callable[[Cell], dict[str, Any]], cells: list[Cell] | None = None) -> list[dict[str, Any]]:
+        """Run ``cells`` (default: all of ``study``) into ``<out>/<study>.jsonl``; every record also
+        gets the config and the environment. Exits 130 with a resume hint if interrupted."""
+        env, config = environment(self.device), self.config.to_dict()
+        store = ResultStore(self.out / f"{study}.jsonl")
+        try:
+            return run_cells(cells if cells is not None else self.cells(study), lambda c: {**compute(c), "command": self.command(), "config": config, "env": env}, store, self.args.resume, desc=study)
+        except SweepInterrupted as stop:
+            print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
+            raise SystemExit(130) from None
 
 
 def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -71,3 +161,7 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     line = lambda values: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))  # noqa: E731
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def with_epochs(cfg: ExperimentConfig, adapt_epochs: int) -> ExperimentConfig:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, adapt_epochs=adapt_epochs))
