@@ -115,8 +115,12 @@ def get(name: str) -> MethodSpec:
     return _REGISTRY[name]
 
 
-def _build_adapters(spec: MethodSpec, layers: list[nn.Linear], rank: int | None, seed: int, hparams: dict[str, Any]) -> list[Adapter]:
-    assert spec.adapter is not None
+def build_all(name: str, layers: list[nn.Linear], rank: int | None = None, seed: int = 0, **hparams: Any) -> list[Adapter]:
+    """Adapters of method ``name`` around ``layers``, sharing the method's cross-layer state
+    (the layers themselves are left untouched). This is all a method does before its first step."""
+    spec = get(name)
+    if spec.adapter is None:
+        raise ValueError(f"{spec.label} wraps no layer; use attach(model, {name!r}) instead")
     rank = spec.rank_or_default(rank)
     full = spec.resolve_hparams(hparams)
     spec.check([(layer.out_features, layer.in_features) for layer in layers], rank, **hparams)
@@ -126,11 +130,8 @@ def _build_adapters(spec: MethodSpec, layers: list[nn.Linear], rank: int | None,
 
 
 def build(name: str, layer: nn.Linear, rank: int | None = None, seed: int = 0, **hparams: Any) -> Adapter:
-    """An adapter of method ``name`` around a lone layer (``layer`` itself is left untouched)."""
-    spec = get(name)
-    if spec.adapter is None:
-        raise ValueError(f"{spec.label} wraps no layer; use attach(model, {name!r}) instead")
-    return _build_adapters(spec, [layer], rank, seed, hparams)[0]
+    """An adapter of method ``name`` around a lone layer: :func:`build_all` with one target."""
+    return build_all(name, [layer], rank, seed, **hparams)[0]
 
 
 def trained_layer_names(model: nn.Module, name: str, targets: str) -> list[str]:
@@ -154,7 +155,7 @@ def attach(model: nn.Module, name: str, targets: str = "layer1", rank: int | Non
         return []
     layer_names = target_layer_names(targets)
     layers = [model.get_submodule(n) for n in layer_names]
-    adapters = _build_adapters(spec, layers, rank, seed, hparams)
+    adapters = build_all(name, layers, rank, seed, **hparams)
     model.requires_grad_(False)
     for layer_name, adapter in zip(layer_names, adapters):
         parent, _, child = layer_name.rpartition(".")

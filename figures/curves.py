@@ -14,12 +14,12 @@ from nfl.stats import mean_ci
 
 def draw_loss_curves(ax: plt.Axes, records: Iterable[dict[str, Any]], zero_loss: float | None = None) -> None:
     """Validation loss vs step on ``ax`` (log y), full fine-tuning dashed as the reference."""
-    for method, curves in curves(records).items():
+    for method, runs in curves(records).items():
         style = method_style(method)
-        mean, half = mean_ci(curves)
-        steps = np.arange(curves.shape[1])
+        mean, half = mean_ci(runs)
+        steps = np.arange(runs.shape[1])
         ax.plot(steps, mean, color=style["color"], label=style["label"], lw=1.6, ls="--" if method == "full" else "-")
-        if len(curves) > 1:
+        if len(runs) > 1:
             ax.fill_between(steps, np.maximum(mean - half, 1e-12), mean + half, color=style["color"], alpha=0.15, lw=0)
     if zero_loss is not None:
         ax.axhline(zero_loss, color="grey", lw=1, ls=":", label="predict zero")

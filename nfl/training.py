@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,28 +54,54 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float(F.mse_loss(model(x), y))
 
 
-def train(model: nn.Module, data: Dataset, epochs: int, lr: float, hooks: list[Adapter] = ()) -> History:
-    """Full-batch Adam on ``data`` for ``epochs`` steps, updating the parameters with requires_grad.
+def optimisation_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    hooks: Sequence[Adapter],
+    step: int,
+    total_steps: int,
+    on_gradients: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """One full optimisation step, as the pipeline trains and the timing measures it.
 
-    Every step adds the adapters' ``regularization()`` to the loss and calls their
-    ``on_step(step, epochs)`` after the optimiser step, while the gradients are still there.
+    zero_grad, forward, MSE loss plus each hook's ``regularization()``, backward, optimiser step,
+    then each hook's ``on_step(step, total_steps)`` while the gradients are still there.
+    ``on_gradients`` runs between backward and the optimiser step (``train`` records the gradient
+    norm there). Returns the detached loss without reading it, so a timed step never syncs.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss = F.mse_loss(model(x), y)
+    for hook in hooks:
+        extra = hook.regularization()
+        if extra is not None:
+            loss = loss + extra
+    loss.backward()
+    if on_gradients is not None:
+        on_gradients()
+    optimizer.step()
+    for hook in hooks:
+        hook.on_step(step, total_steps)
+    return loss.detach()
+
+
+def train(model: nn.Module, data: Dataset, epochs: int, lr: float, hooks: Sequence[Adapter] = ()) -> History:
+    """Full-batch Adam on ``data`` for ``epochs`` steps of :func:`optimisation_step`.
+
+    Updates the parameters with requires_grad; records every step's loss, gradient norm and the
+    validation loss after it.
     """
     params = trainable_parameters(model)
     optimizer = torch.optim.Adam(params, lr=lr)
     history = History(val_loss=[evaluate(model, data.x_val, data.y_val)])
-    for step in range(epochs):
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.mse_loss(model(data.x_train), data.y_train)
-        for hook in hooks:
-            extra = hook.regularization()
-            if extra is not None:
-                loss = loss + extra
-        loss.backward()
+
+    def record_grad_norm() -> None:
         history.grad_norm.append(float(grad_norm(params)))
-        optimizer.step()
-        for hook in hooks:
-            hook.on_step(step, epochs)
-        history.train_loss.append(float(loss.detach()))
+
+    for step in range(epochs):
+        loss = optimisation_step(model, optimizer, data.x_train, data.y_train, hooks, step, epochs, record_grad_norm)
+        history.train_loss.append(float(loss))
         history.val_loss.append(evaluate(model, data.x_val, data.y_val))
     return history
 
