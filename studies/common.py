@@ -89,7 +89,8 @@ class StudySetup:
             self.out = Path(args.out)
             if self.out.exists() and not self.out.is_dir():
                 raise ValueError(f"--out {self.out} is a file, not a directory")
-            self.method_ranks = self._method_ranks(strict=args.ranks is not None and len(self.ranks) == 1)
+            self._strict = args.ranks is not None and len(self.ranks) == 1
+            self.method_ranks = self.plan(self.ranks)
         except ValueError as error:
             parser.error(str(error))  # one line on stderr, exit status 2
         self.args = args
@@ -97,9 +98,9 @@ class StudySetup:
         self.seeds = [self.config.seed + i for i in range(1 if args.quick else args.seeds)]
         self._pretrained: dict[int, tuple[TaskData, torch.nn.Module, History]] = {}
 
-    def _method_ranks(self, strict: bool) -> dict[str, list[int | None]]:
-        """method -> the ranks it runs at. A rank a method cannot take is an error when it is the
-        only rank asked for, and otherwise skipped with a one-line notice."""
+    def plan(self, ranks: Sequence[int] | None) -> dict[str, list[int | None]]:
+        """method -> the ranks it runs at (``None``: its default rank). A rank a method cannot
+        take is an error when it is the only rank asked for, else skipped with a one-line notice."""
         width = self.config.model.width
         shapes = [(width, width)] * len(target_layer_names(self.config.targets))
         plan: dict[str, list[int | None]] = {}
@@ -109,11 +110,11 @@ class StudySetup:
                 plan[method] = [None]
                 continue
             plan[method] = []
-            for rank in self.ranks or [spec.default_rank]:
+            for rank in ranks or [spec.default_rank]:
                 try:
                     spec.check(shapes, rank)
                 except ValueError as error:
-                    if strict:
+                    if self._strict:
                         raise
                     print(f"skipping {method} at rank {rank}: {error}", file=sys.stderr)
                 else:
@@ -125,12 +126,12 @@ class StudySetup:
         extra = ["--resume"] if resume and "--resume" not in self.argv else []
         return " ".join([self.prog, *map(shlex.quote, self.argv), *extra])
 
-    def cells(self, study: str, seeds: Sequence[int] | None = None) -> list[Cell]:
+    def cells(self, study: str, seeds: Sequence[int] | None = None, plan: dict[str, list[int | None]] | None = None) -> list[Cell]:
         """Every (method, rank, seed) cell of ``study``, methods outermost."""
         cfg = self.config
         return [
             Cell(study, method, rank, seed, cfg.model.width, str(self.device), cfg.digest())
-            for method, ranks in self.method_ranks.items()
+            for method, ranks in (self.method_ranks if plan is None else plan).items()
             for rank in ranks
             for seed in (self.seeds if seeds is None else seeds)
         ]

@@ -1,0 +1,57 @@
+"""Initialisation time against trainable parameters: every method at ranks 1 ... 64.
+
+Times everything a method does from a fresh pretrained layer on the device to a ready adapter
+(argument checks, SVDs, random projections, copies), device synchronised; median and IQR.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import adapters
+from figures.efficiency import cost_figure
+from figures.style import save
+from nfl.sweep import Cell
+from nfl.timing import TimingOptions, time_init
+from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
+
+
+def timing_options(setup: StudySetup) -> TimingOptions:
+    return TimingOptions(min_run_time=0.01, max_run_time=0.05, repeats=10, warmup=2) if setup.quick else TimingOptions(min_run_time=0.05, max_run_time=0.25, repeats=30, warmup=3)
+
+
+def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
+    _, pretrained, _ = setup.pretrained(cell.seed)
+    layers = [pretrained.get_submodule(n) for n in adapters.registry.trained_layer_names(pretrained, cell.method, setup.config.targets)]
+    timing = time_init(cell.method, layers, cell.rank, setup.device, seed=cell.seed, options=timing_options(setup))
+    params = adapters.get(cell.method).expected_params([(m.out_features, m.in_features) for m in layers], cell.rank)
+    return {"timing": timing.to_dict(), "summary": {"trainable_params": params, "init_ms": 1e3 * timing.median_s}}
+
+
+def run(setup: StudySetup, plan: dict | None = None) -> list[dict[str, Any]]:
+    """Every adapter method over the ranks (full fine-tuning initialises nothing and is left out)."""
+    plan = {m: r for m, r in (setup.method_ranks if plan is None else plan).items() if adapters.get(m).adapter is not None}
+    return setup.run("init_time", lambda cell: compute(setup, cell), setup.cells("init_time", setup.seeds[:1], plan))
+
+
+def summary(records: list[dict[str, Any]], key: str) -> str:
+    rows = [
+        {"method": adapters.get(r["method"]).label, "rank": "-" if r["rank"] is None else r["rank"], "params": f"{r['summary']['trainable_params']:,}",
+         key: f"{1e3 * r['timing']['median_s']:.3f} (IQR {1e3 * r['timing']['iqr_s']:.3f})"}
+        for r in records
+    ]
+    return format_table(rows, ["method", "rank", "params", key])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = study_parser("init_time", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
+    setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+    records = run(setup)
+    subtitle = f"{records[0]['env']['device_name']}, {records[0]['timing']['num_threads']} thread(s), width {setup.config.model.width}"
+    paths = save(cost_figure(records, "Initialisation time", "init time per model (ms, median ± IQR/2)", subtitle), setup.out / "init_time")
+    print(summary(records, "init ms"))
+    print(f"\nrecords: {setup.out / 'init_time.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The main study: the MiSS paper's Figures 1 and 2, the Pareto view, and one summary table.
+
+Runs adaptability (every method at its default rank, several seeds), the initial gradient norm,
+init time and train-step time (ranks 1 ... 64), then writes figure1 (initial gradient norms),
+figure2 (loss curves; init time and step time vs trainable parameters), pareto (minimum
+validation loss vs parameters and vs step time, non-dominated methods joined) and a table.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+import adapters
+from figures.grad_norm import grad_norm_figure
+from figures.pareto import figure2, pareto_figure
+from figures.style import save
+from nfl.stats import mean_ci
+from studies import adaptability, grad_norm, init_time, train_time
+from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
+
+
+def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]]) -> str:
+    """One row per method at its default rank: quality over seeds, costs from the sweeps."""
+    init_ms = {(r["method"], r["rank"]): 1e3 * r["timing"]["median_s"] for r in init}
+    step = {(r["method"], r["rank"]): r for r in train}
+    rows = []
+    for key in dict.fromkeys((r["method"], r["rank"]) for r in adapt):
+        runs = [r["summary"] for r in adapt if (r["method"], r["rank"]) == key]
+        loss, loss_ci = mean_ci([s["min_val_loss"] for s in runs])
+        forget, _ = mean_ci([s["forgetting_base_val_loss"] for s in runs])
+        gnorm, _ = mean_ci([s["initial_grad_norm"] for s in runs])
+        timed = step.get(key)
+        rows.append({
+            "method": adapters.get(key[0]).label,
+            "rank": "-" if key[1] is None else key[1],
+            "params": f"{runs[0]['trainable_params']:,}",
+            "min val loss": f"{loss:.4f} ± {loss_ci:.4f}",
+            "forgetting": f"{forget:.4f}",
+            "init ms": f"{init_ms[key]:.3f}" if key in init_ms else "-",
+            "step ms": f"{1e3 * timed['timing']['median_s']:.3f}" if timed else "-",
+            "memory KiB": f"{timed['memory']['total'] / 1024:.1f}" if timed else "-",
+            "grad norm": f"{gnorm:.3g}",
+        })
+    columns = ["method", "rank", "params", "min val loss", "forgetting", "init ms", "step ms", "memory KiB", "grad norm"]
+    return format_table(rows, columns)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = study_parser("pareto", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
+    setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+    defaults = setup.plan(None)
+    # The sweeps always include each method's default rank, so the Pareto view can place it.
+    sweep = {m: sorted(set(setup.method_ranks[m]) | set(defaults[m]), key=lambda r: -1 if r is None else r) for m in setup.methods}
+
+    adapt = setup.run("adaptability", lambda cell: adaptability.compute(setup, cell), setup.cells("adaptability", plan=defaults))
+    grads = setup.run("grad_norm", lambda cell: grad_norm.compute(setup, cell), setup.cells("grad_norm", plan=sweep))
+    init = init_time.run(setup, sweep)
+    train = train_time.run(setup, sweep)
+
+    cfg = setup.config
+    env = adapt[0]["env"]
+    subtitle = f"preset {cfg.preset}, width {cfg.model.width}, {len(setup.seeds)} seed(s), {env['device_name']} ({train[0]['timing']['num_threads']} threads)"
+    zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in adapt]))
+    paths = [
+        *save(grad_norm_figure(grads, cfg), setup.out / "figure1"),
+        *save(figure2(adapt, init, train, subtitle, zero), setup.out / "figure2"),
+        *save(pareto_figure(adapt, train, subtitle), setup.out / "pareto"),
+    ]
+    print(adaptability.report(adapt).split("\n")[0])
+    print(summary_table(adapt, init, train))
+    print(f"\nrecords: {', '.join(str(setup.out / f'{s}.jsonl') for s in ('adaptability', 'grad_norm', 'init_time', 'train_time'))}")
+    print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Every study's command line on a tiny configuration: it writes its records and figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from studies import grad_norm, init_time, pareto, train_time
+
+TINY = ["--pretrain-epochs", "10", "--adapt-epochs", "3", "--seeds", "1", "--quick", "--width", "8"]
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def assert_figure(stem: Path) -> None:
+    for suffix in (".png", ".pdf"):
+        assert stem.with_suffix(suffix).stat().st_size > 1000, stem.with_suffix(suffix)
+
+
+def test_grad_norm_sweeps_ranks(tmp_path: Path) -> None:
+    grad_norm.main([*TINY, "--methods", "full,lora,miss_e", "--ranks", "1,2", "--out", str(tmp_path)])
+    records = read(tmp_path / "grad_norm.jsonl")
+    assert [(r["method"], r["rank"]) for r in records] == [("full", None), ("lora", 1), ("lora", 2), ("miss_e", 1), ("miss_e", 2)]
+    assert all(r["summary"]["initial_grad_norm"] > 0 for r in records)
+    assert_figure(tmp_path / "grad_norm")
+
+
+def test_init_time_leaves_out_full_fine_tuning_and_times_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    init_time.main([*TINY, "--methods", "full,pissa", "--ranks", "1,2,16", "--out", str(tmp_path)])
+    records = read(tmp_path / "init_time.jsonl")
+    assert [(r["method"], r["rank"]) for r in records] == [("pissa", 1), ("pissa", 2)]
+    assert all(r["timing"]["median_s"] > 0 and r["timing"]["iqr_s"] >= 0 for r in records)
+    assert [r["summary"]["trainable_params"] for r in records] == [16, 32]
+    assert "skipping pissa at rank 16: PiSSA needs 1 <= rank <= min(out, in) = 8, got 16" in capsys.readouterr().err
+    assert_figure(tmp_path / "init_time")
+
+
+def test_train_time_records_time_and_memory(tmp_path: Path) -> None:
+    train_time.main([*TINY, "--methods", "full,lora", "--ranks", "2", "--device", "cpu", "--out", str(tmp_path)])
+    records = read(tmp_path / "train_time.jsonl")
+    assert [(r["method"], r["rank"]) for r in records] == [("full", None), ("lora", 2)]
+    lora = records[1]
+    # LoRA r=2 on 8x8: 32 float32 parameters -> 128 B each for params and grads, 256 B Adam moments + 2 steps.
+    assert lora["memory"]["parameters"] == 128 and lora["memory"]["total"] == 128 * 4 + 2 * 4
+    assert lora["memory"]["measured_peak"] is None  # the CPU has no allocator statistics
+    assert lora["timing"]["median_s"] > 0 and lora["timing"]["num_threads"] >= 1
+    assert_figure(tmp_path / "train_time")
+
+
+def test_pareto_writes_both_figures_the_front_and_a_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pareto.main([*TINY, "--methods", "full,lora,miss_e", "--ranks", "1", "--out", str(tmp_path)])
+    for stem in ("figure1", "figure2", "pareto"):
+        assert_figure(tmp_path / stem)
+    adapt = read(tmp_path / "adaptability.jsonl")
+    assert [(r["method"], r["rank"]) for r in adapt] == [("full", None), ("lora", 2), ("miss_e", 4)]
+    timed = {(r["method"], r["rank"]) for r in read(tmp_path / "train_time.jsonl")}
+    assert timed == {("full", None), ("lora", 1), ("lora", 2), ("miss_e", 1), ("miss_e", 4)}  # sweep + default ranks
+    out = capsys.readouterr().out
+    for column in ("min val loss", "forgetting", "init ms", "step ms", "memory KiB", "grad norm"):
+        assert column in out
