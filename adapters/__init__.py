@@ -8,6 +8,9 @@ from adapters import miss  # noqa: F401
 from adapters import pissa  # noqa: F401
 from adapters import milora  # noqa: F401
 from adapters import dora  # noqa: F401
+from adapters import vera  # noqa: F401
+from adapters import prolora  # noqa: F401
+from adapters import mos  # noqa: F401
 from adapters.registry import attach, build, build_all, get, names
 
 __all__ = ["attach", "build", "build_all", "get", "names"]

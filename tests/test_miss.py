@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import adapters
 from adapters.base import Adapter
 from tests.conftest import TwoLayer, perturb_
+from tests.cost_probe import largest_tensor_in_step
 
 # float64 throughout: a wrong index pattern is off by O(1), rounding by O(1e-15).
 EXACT = 1e-12
@@ -105,35 +105,13 @@ def test_miss_e_equals_miss_when_their_updates_coincide() -> None:
 # --- cost: MiSS^e never forms a d x k matrix ------------------------------------------------
 
 
-class _LargestNewTensor(TorchDispatchMode):
-    """Records the largest numel among op results that are not views of the frozen weight."""
-
-    def __init__(self, frozen: torch.Tensor):
-        super().__init__()
-        self.frozen_storage = frozen.untyped_storage().data_ptr()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() != self.frozen_storage:
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
-def _largest_tensor_in_step(adapter: nn.Module, x: torch.Tensor) -> int:
-    with _LargestNewTensor(adapter.base_weight) as mode:
-        adapter(x).square().sum().backward()
-    return mode.largest
-
-
 @pytest.mark.parametrize("r", [4, 5])
 def test_miss_e_forward_and_backward_never_form_a_d_by_k_tensor(r: int) -> None:
     d, k, batch = 12, 16, 7  # batch * padded k = 7 * 20 = 140 < d * k = 192
     layer = _layer(d, k)
-    assert _largest_tensor_in_step(_perturbed("miss_e", layer, r), _x(k, batch)) < d * k
+    assert largest_tensor_in_step(_perturbed("miss_e", layer, r), _x(k, batch)) < d * k
     # The same probe does see the original form's dense expand(D), so it can fail.
-    assert _largest_tensor_in_step(_perturbed("miss", layer, r), _x(k, batch)) >= d * k
+    assert largest_tensor_in_step(_perturbed("miss", layer, r), _x(k, batch)) >= d * k
 
 
 # --- clear errors -----------------------------------------------------------------------------

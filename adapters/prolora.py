@@ -1,0 +1,95 @@
+"""ProLoRA (Wang et al., 2024, "PRoLoRA: Partial Rotation Empowers More Parameter-Efficient LoRA",
+ACL, §3): LoRA whose factors share chunks within the layer.
+
+W' = W0 + (alpha / r) B A with A = [Roll(A0, 0) ... Roll(A0, (m-1) s_A) ; A_u] and B likewise: of
+the r ranks, r' = r - u are shared: A0 in R^{r' x ceil(k/m)} is broadcast m times along k and
+B0 in R^{ceil(d/n) x r'} n times along d (broadcast reduction), chunk t rotated along the rank axis
+by t times the base stride s_A = max(floor(r'/m), 1), s_B = max(floor(r'/n), 1) (rotation
+enhancement), the result truncated to k (d); u ranks are unshared rows A_u of A and columns B_u of
+B (partially-sharing refinement). Rectified initialisation: A0 and A_u ~ U(+-1/sqrt(k)), the fan-in
+being the full k rather than the chunk's; B0 and B_u are zero.
+
+Follows the reference code (Forence1999/PRoLoRA ``modules/chunkwise_sharing_LoRA.py``,
+``de_reduce``): rank i of chunk t is rank (i + t s) mod r' of the shared chunk (torch.roll by
+-t s), the unshared ranks come after the shared ones, the scaling is alpha / r over all r ranks.
+alpha defaults to r (scaling 1), as for LoRA here. With u = r, or m = n = 1, this is LoRA.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from adapters.base import Adapter, require_rank
+from adapters.lora import LoRA
+from adapters.registry import register
+
+
+def _broadcast_rotated(chunk: torch.Tensor, copies: int, stride: int, rank_dim: int, length: int) -> torch.Tensor:
+    """``copies`` copies of ``chunk`` side by side along the other axis, copy t rolled by -t * stride
+    along ``rank_dim``, truncated to ``length``."""
+    chunk_dim = 1 - rank_dim
+    rotated = [chunk.roll(-t * stride, dims=rank_dim) for t in range(copies)]
+    return torch.cat(rotated, dim=chunk_dim).narrow(chunk_dim, 0, length)
+
+
+def _param_count(shapes: list[tuple[int, int]], rank: int, unshared_rank: int, m: int, n: int, alpha: float | None) -> int:
+    shared_rank = rank - unshared_rank
+    return sum(shared_rank * (math.ceil(k / m) + math.ceil(d / n)) + unshared_rank * (d + k) for d, k in shapes)
+
+
+@register(
+    "prolora",
+    label="ProLoRA",
+    default_rank=2,
+    param_count=_param_count,
+    reference="Wang et al. 2024; Forence1999/PRoLoRA modules/chunkwise_sharing_LoRA.py",
+)
+class ProLoRA(LoRA):
+    trainable_names = ("A0", "B0", "A_u", "B_u")
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        rank: int,
+        *,
+        generator: torch.Generator,
+        shared: None = None,
+        unshared_rank: int = 1,
+        m: int = 2,
+        n: int = 2,
+        alpha: float | None = None,
+    ):
+        self.check_arguments(base.out_features, base.in_features, rank, unshared_rank=unshared_rank, m=m, n=n, alpha=alpha)
+        Adapter.__init__(self, base)
+        d, k = self.out_features, self.in_features
+        self.rank, self.m, self.n = rank, m, n
+        self.scaling = (rank if alpha is None else alpha) / rank
+        shared_rank = rank - unshared_rank
+        self.stride_A = max(shared_rank // m, 1)
+        self.stride_B = max(shared_rank // n, 1)
+        like = {"dtype": base.weight.dtype, "device": base.weight.device}
+        bound = 1 / math.sqrt(k)  # rectified: the fan-in of the whole row, not of a chunk
+        self.A0 = nn.Parameter(torch.empty(shared_rank, math.ceil(k / m), **like).uniform_(-bound, bound, generator=generator))
+        self.A_u = nn.Parameter(torch.empty(unshared_rank, k, **like).uniform_(-bound, bound, generator=generator))
+        self.B0 = nn.Parameter(torch.zeros(math.ceil(d / n), shared_rank, **like))
+        self.B_u = nn.Parameter(torch.zeros(d, unshared_rank, **like))
+
+    @classmethod
+    def check_arguments(cls, out_features: int, in_features: int, rank: int, *, unshared_rank: int = 1, m: int = 2, n: int = 2, alpha: float | None = None) -> None:
+        require_rank(cls.label(), rank, 1, None)
+        if isinstance(unshared_rank, bool) or not isinstance(unshared_rank, int) or not 0 <= unshared_rank <= rank:
+            raise ValueError(f"{cls.label()} needs 0 <= unshared_rank <= rank = {rank}, got {unshared_rank!r}")
+        for name, value in (("m", m), ("n", n)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{cls.label()} needs an integer sharing rate {name} >= 1, got {value!r}")
+        if alpha is not None and not alpha > 0:
+            raise ValueError(f"{cls.label()} needs alpha > 0, got {alpha}")
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, A): the rotated broadcasts of B0 (d x r') and A0 (r' x k), then the unshared ranks."""
+        A_shared = _broadcast_rotated(self.A0, self.m, self.stride_A, rank_dim=0, length=self.in_features)
+        B_shared = _broadcast_rotated(self.B0, self.n, self.stride_B, rank_dim=1, length=self.out_features)
+        return torch.cat([B_shared, self.B_u], dim=1), torch.cat([A_shared, self.A_u], dim=0)

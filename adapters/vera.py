@@ -1,0 +1,89 @@
+"""VeRA (Kopiczko et al., 2024, "VeRA: Vector-based Random Matrix Adaptation", ICLR, §3.1 eq. 2).
+
+W' = W0 + diag(lambda_b) B diag(lambda_d) A: A in R^{r x k} and B in R^{d x r} are frozen random
+projections shared by every adapted layer; only the scaling vectors lambda_b in R^d (zeros, so the
+layer starts as the base) and lambda_d in R^r (``d_initial``) train. No alpha: the scaling is 1.
+
+Follows PEFT's VeRA (``VeraModel._init_vera_A_vera_B``, ``VeraLayer``): A and B are drawn once,
+sized to the largest adapted layer (r x max k, max d x r) and sliced to each layer's (d, k);
+Kaiming-uniform with gain sqrt(2) (bounds sqrt(6 / max k) and sqrt(6 / r)), A then B, from a CPU
+generator seeded with ``projection_seed`` (PEFT's ``projection_prng_key``), drawn in float32 as
+PEFT does and cast to the base weight's dtype, so the projections equal PEFT's for the same key.
+They are buffers (frozen), the same tensors in every adapted layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from adapters.base import Adapter, require_rank
+from adapters.lora import LoRA
+from adapters.registry import register
+
+
+def _kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """U(-b, b) with b = sqrt(3) * sqrt(2) / sqrt(fan_in), fan_in = shape[1]: PEFT's vera._kaiming_init."""
+    # The bound is computed in PEFT's order of operations so that the draws match it bit for bit.
+    bound = math.sqrt(3.0) * (math.sqrt(2) / math.sqrt(shape[1]))
+    return torch.empty(shape).uniform_(-bound, bound, generator=generator)
+
+
+@register(
+    "vera",
+    label="VeRA",
+    default_rank=64,
+    param_count=lambda shapes, rank, d_initial, projection_seed: sum(d + rank for d, _ in shapes),
+    reference="Kopiczko et al. 2024; PEFT VeraModel / VeraLayer",
+)
+class VeRA(LoRA):
+    trainable_names = ("lambda_b", "lambda_d")
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        rank: int,
+        *,
+        generator: torch.Generator,
+        shared: tuple[torch.Tensor, torch.Tensor] | None = None,
+        d_initial: float = 0.1,
+        projection_seed: int = 0,
+    ):
+        self.check_arguments(base.out_features, base.in_features, rank, d_initial=d_initial, projection_seed=projection_seed)
+        Adapter.__init__(self, base)
+        self.rank = rank
+        self.scaling = 1.0
+        if shared is None:
+            shared = self.make_shared([base], rank, generator, projection_seed=projection_seed)
+        vera_A, vera_B = shared
+        self.register_buffer("vera_A", vera_A)
+        self.register_buffer("vera_B", vera_B)
+        like = {"dtype": base.weight.dtype, "device": base.weight.device}
+        self.lambda_b = nn.Parameter(torch.zeros(self.out_features, **like))
+        self.lambda_d = nn.Parameter(torch.full((rank,), float(d_initial), **like))
+
+    @classmethod
+    def check_arguments(cls, out_features: int, in_features: int, rank: int, *, d_initial: float = 0.1, projection_seed: int = 0) -> None:
+        require_rank(cls.label(), rank, 1, None)
+        if not math.isfinite(d_initial):
+            raise ValueError(f"{cls.label()} needs a finite d_initial, got {d_initial}")
+        if isinstance(projection_seed, bool) or not isinstance(projection_seed, int):
+            raise ValueError(f"{cls.label()} needs an integer projection_seed, got {projection_seed!r}")
+
+    @classmethod
+    def make_shared(cls, layers: list[nn.Linear], rank: int, generator: torch.Generator, *, projection_seed: int, **hparams: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen (A, B), r x max k and max d x r, from their own generator (not the run's)."""
+        projection = torch.Generator().manual_seed(projection_seed)
+        vera_A = _kaiming_uniform((rank, max(layer.in_features for layer in layers)), projection)
+        vera_B = _kaiming_uniform((max(layer.out_features for layer in layers), rank), projection)
+        like = {"dtype": layers[0].weight.dtype, "device": layers[0].weight.device}
+        return vera_A.to(**like), vera_B.to(**like)
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(diag(lambda_b) B diag(lambda_d), A), with A and B sliced to this layer: d x r and r x k."""
+        B = self.vera_B[: self.out_features]
+        A = self.vera_A[:, : self.in_features]
+        return self.lambda_b[:, None] * B * self.lambda_d, A

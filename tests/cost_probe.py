@@ -1,0 +1,30 @@
+"""A probe for "forward never materialises a d x k matrix": the largest tensor a training step creates."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+class _LargestNewTensor(TorchDispatchMode):
+    """Records the largest numel among op results that do not share the frozen weight's storage."""
+
+    def __init__(self, frozen: torch.Tensor):
+        super().__init__()
+        self.frozen_storage = frozen.untyped_storage().data_ptr()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() != self.frozen_storage:
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def largest_tensor_in_step(adapter: nn.Module, x: torch.Tensor) -> int:
+    """numel of the largest tensor created by forward + backward of a scalar loss."""
+    with _LargestNewTensor(adapter.base_weight) as mode:
+        adapter(x).square().sum().backward()
+    return mode.largest
