@@ -11,6 +11,7 @@ from adapters import dora  # noqa: F401
 from adapters import vera  # noqa: F401
 from adapters import prolora  # noqa: F401
 from adapters import mos  # noqa: F401
+from adapters import adalora  # noqa: F401
 from adapters.registry import attach, build, build_all, get, names
 
 __all__ = ["attach", "build", "build_all", "get", "names"]
