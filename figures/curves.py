@@ -8,13 +8,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.records import curves
-from figures.style import method_style
+from figures.style import mark_empty, method_style
 from nfl.stats import mean_ci
 
 
 def draw_loss_curves(ax: plt.Axes, records: Iterable[dict[str, Any]], zero_loss: float | None = None) -> None:
     """Validation loss vs step on ``ax`` (log y), full fine-tuning dashed as the reference."""
-    for method, runs in curves(records).items():
+    grouped = curves(records)
+    if not grouped:
+        mark_empty(ax)
+    for method, runs in grouped.items():
         style = method_style(method)
         mean, half = mean_ci(runs)
         steps = np.arange(runs.shape[1])

@@ -9,7 +9,7 @@ import numpy as np
 
 import adapters
 from figures.records import aggregate, by_method
-from figures.style import method_style
+from figures.style import mark_empty, method_style
 from nfl.config import ExperimentConfig
 
 
@@ -20,6 +20,9 @@ def grad_norm_figure(records: list[dict[str, Any]], config: ExperimentConfig) ->
     full = series.pop("full", None)
     fig, (bars, lines) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
 
+    if not series:
+        for ax in (bars, lines):
+            mark_empty(ax)
     shown = []
     for method, points in series.items():
         default = adapters.get(method).default_rank
@@ -29,7 +32,7 @@ def grad_norm_figure(records: list[dict[str, Any]], config: ExperimentConfig) ->
         style = method_style(p.method)
         bars.bar(x, p.mean, yerr=p.half if p.n > 1 else None, color=style["color"], capsize=3)
     bars.set_xticks(xs, [f"{method_style(p.method)['label']}\nr={p.rank}" for p in shown], fontsize=8)
-    bars.set_yscale("log")
+    bars.set_yscale("log" if series else "linear")
     bars.set_ylabel("‖∇L‖₂ at the first adaptation step")
     bars.set_title("Initial gradient norm (default ranks)")
 
@@ -37,8 +40,9 @@ def grad_norm_figure(records: list[dict[str, Any]], config: ExperimentConfig) ->
         style = method_style(method)
         ranks = [p.rank for p in points]
         lines.errorbar(ranks, [p.mean for p in points], yerr=[p.half for p in points], color=style["color"], marker=style["marker"], label=style["label"], ms=4, capsize=2)
-    lines.set_xscale("log", base=2)
-    lines.set_yscale("log")
+    if series:
+        lines.set_xscale("log", base=2)
+        lines.set_yscale("log")
     lines.set_xlabel("rank r")
     lines.set_title("Initial gradient norm vs rank")
 

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 from figures.curves import draw_loss_curves
 from figures.efficiency import draw_cost_vs_params, timing_points
 from figures.records import Point, aggregate
-from figures.style import method_style
+from figures.style import mark_empty, method_style
 from nfl.metrics import pareto_front
 
 
@@ -31,6 +31,10 @@ def figure2(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list
 
 
 def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("min validation MSE (mean ± 95% CI)")
+    if not points:
+        return mark_empty(ax)
     for x, _, p in points:
         style = method_style(p.method)
         ax.errorbar(x, p.mean, yerr=p.half if p.n > 1 else None, color=style["color"], marker=style["marker"], ms=7, capsize=3, label=style["label"], ls="none")
@@ -40,8 +44,6 @@ def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: 
         ax.annotate(method_style(p.method)["label"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("min validation MSE (mean ± 95% CI)")
 
 
 def pareto_figure(adapt: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str) -> plt.Figure:

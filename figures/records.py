@@ -22,10 +22,21 @@ class Point:
     n: int
 
 
+def diverged(record: dict[str, Any]) -> bool:
+    return record.get("summary", {}).get("diverged_at") is not None
+
+
+def diverged_note(records: Iterable[dict[str, Any]]) -> str | None:
+    """A line naming the runs left out of a figure because they diverged, or None."""
+    gone = [f"{r['method']} r={r['rank']} seed {r['seed']} (step {r['summary']['diverged_at']})" for r in records if diverged(r)]
+    return f"left out, diverged (loss not finite): {', '.join(gone)}" if gone else None
+
+
 def aggregate(records: Iterable[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> list[Point]:
-    """One Point per (method, rank), in first-seen order, of ``value(record)`` over its seeds."""
+    """One Point per (method, rank), in first-seen order, of ``value(record)`` over its seeds;
+    diverged runs are left out (see :func:`diverged_note`)."""
     groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
-    for record in records:
+    for record in (r for r in records if not diverged(r)):
         groups.setdefault((record["method"], record["rank"]), []).append(record)
     points = []
     for (method, rank), group in groups.items():
@@ -43,8 +54,9 @@ def by_method(points: Iterable[Point]) -> dict[str, list[Point]]:
 
 
 def curves(records: Iterable[dict[str, Any]], key: str = "val_loss") -> dict[str, np.ndarray]:
-    """method -> array (seeds x steps) of the histories' ``key``, in first-seen order."""
+    """method -> array (seeds x steps) of the histories' ``key``, in first-seen order; diverged
+    runs are left out."""
     grouped: dict[str, list[list[float]]] = {}
-    for record in records:
+    for record in (r for r in records if not diverged(r)):
         grouped.setdefault(record["method"], []).append(record["history"][key])
     return {method: np.asarray(c, dtype=float) for method, c in grouped.items()}

@@ -26,6 +26,11 @@ def method_style(name: str) -> dict[str, str]:
     return {"color": matplotlib.colors.to_hex(colour), "marker": _MARKERS[i % len(_MARKERS)], "label": adapters.get(name).label}
 
 
+def mark_empty(ax: plt.Axes, why: str = "no finite runs to show") -> None:
+    """Say so on an axes that has nothing to draw (every run diverged, or none was timed)."""
+    ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="firebrick")
+
+
 def apply_rc() -> None:
     plt.rcParams.update(
         {
@@ -41,8 +46,10 @@ def apply_rc() -> None:
     )
 
 
-def save(fig: plt.Figure, stem: str | Path) -> list[Path]:
-    """Write ``stem``.png and ``stem``.pdf; return both paths."""
+def save(fig: plt.Figure, stem: str | Path, note: str | None = None) -> list[Path]:
+    """Write ``stem``.png and ``stem``.pdf, with ``note`` as a footnote; return both paths."""
+    if note:
+        fig.text(0.01, -0.01, note, fontsize=7, color="firebrick", ha="left", va="top", wrap=True)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]

@@ -68,14 +68,20 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation: Adam, full batch, one step per epoch."""
 
-    lr: float = _field(1e-3, "Adam learning rate for pretraining and adaptation")
+    lr: float = _field(1e-3, "Adam learning rate for pretraining (and adaptation, unless adapt_lr is set)")
+    adapt_lr: float | None = _field(None, "Adam learning rate for adaptation, if not lr", type=float)
     pretrain_epochs: int = _field(250, "full-batch Adam steps on the base task")
     adapt_epochs: int = _field(100, "full-batch Adam steps on the shifted task")
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _require(self.adapt_lr is None or self.adapt_lr > 0, f"adapt_lr must be > 0, got {self.adapt_lr}")
         _require(self.pretrain_epochs >= 0, f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
         _require(self.adapt_epochs >= 1, f"adapt_epochs must be >= 1, got {self.adapt_epochs}")
+
+    @property
+    def adaptation_lr(self) -> float:
+        return self.lr if self.adapt_lr is None else self.adapt_lr
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: set[str] = froze
         if f.type in ("bool", bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["type"] = {"int": int, "float": float}.get(str(f.type), str)
+            kwargs["type"] = f.metadata.get("type") or {"int": int, "float": float}.get(str(f.type), str)
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
         group.add_argument(flag, help=f"{f.metadata['help']} (default preset: {shown})", **kwargs)
@@ -182,3 +188,21 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         else:
             cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **values)})
     return cfg
+
+
+def config_to_argv(cfg: ExperimentConfig, skip: set[str] = frozenset()) -> list[str]:
+    """Flags that rebuild ``cfg``: its preset, then every setting that differs from the preset's."""
+    reference = preset(cfg.preset)
+    argv = ["--preset", cfg.preset]
+    for section, f in _cli_fields():
+        if f.name in skip:
+            continue
+        value, default = (getattr(getattr(c, section), f.name) if section else getattr(c, f.name) for c in (cfg, reference))
+        if value == default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    return argv

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -30,11 +31,17 @@ class History:
     ``val_loss[0]`` is measured before the first step and ``val_loss[i]`` after step i;
     ``train_loss[i-1]`` and ``grad_norm[i-1]`` belong to step i (the loss it minimised, regulariser
     included, and the L2 norm of its gradient over the trainable parameters).
+
+    A run whose loss, gradient norm or validation loss stops being finite is stopped:
+    ``diverged_at`` is that step (0: the model was not finite to begin with) and each list ends
+    with its last finite value (the step's loss and gradient norm may be finite when the
+    validation loss after it is not).
     """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
+    diverged_at: int | None = None
 
     @property
     def min_val_loss(self) -> float:
@@ -44,8 +51,8 @@ class History:
     def final_val_loss(self) -> float:
         return self.val_loss[-1]
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"train_loss": self.train_loss, "val_loss": self.val_loss, "grad_norm": self.grad_norm}
+    def to_dict(self) -> dict[str, list[float] | int | None]:
+        return {"train_loss": self.train_loss, "val_loss": self.val_loss, "grad_norm": self.grad_norm, "diverged_at": self.diverged_at}
 
 
 @torch.no_grad()
@@ -99,10 +106,21 @@ def train(model: nn.Module, data: Dataset, epochs: int, lr: float, hooks: Sequen
     def record_grad_norm() -> None:
         history.grad_norm.append(float(grad_norm(params)))
 
+    if not math.isfinite(history.val_loss[0]):
+        history.val_loss.clear()
+        history.diverged_at = 0
+        return history
     for step in range(epochs):
         loss = optimisation_step(model, optimizer, data.x_train, data.y_train, hooks, step, epochs, record_grad_norm)
         history.train_loss.append(float(loss))
         history.val_loss.append(evaluate(model, data.x_val, data.y_val))
+        lists = (history.train_loss, history.grad_norm, history.val_loss)
+        if not all(math.isfinite(values[-1]) for values in lists):
+            for values in lists:
+                if not math.isfinite(values[-1]):
+                    values.pop()
+            history.diverged_at = step + 1
+            break
     return history
 
 
@@ -116,7 +134,9 @@ def pretrain(cfg: ExperimentConfig, data: TaskData, seed: int, device: str | tor
     set_determinism()
     model = make_mlp(cfg.model, seed, device=device)
     history = train(model, data.base.to(device), cfg.train.pretrain_epochs, cfg.train.lr)
-    if history.final_val_loss >= data.base.zero_loss:
+    if history.diverged_at is not None:
+        warnings.warn(DegenerateTaskWarning(f"pretraining diverged at step {history.diverged_at} (lr {cfg.train.lr}): every adaptation will too"), stacklevel=2)
+    elif history.final_val_loss >= data.base.zero_loss:
         warnings.warn(
             DegenerateTaskWarning(
                 f"the pretrained model's base-task validation loss {history.final_val_loss:.3f} is no better "
@@ -156,5 +176,5 @@ def adapt(pretrained: nn.Module, method: str, cfg: ExperimentConfig, data: Datas
     seed = cfg.seed if seed is None else seed
     model, attached = prepare(pretrained, method, cfg, rank, seed, **hparams)
     device = next(model.parameters()).device
-    history = train(model, data.to(device), cfg.train.adapt_epochs, cfg.train.lr, hooks=attached)
+    history = train(model, data.to(device), cfg.train.adapt_epochs, cfg.train.adaptation_lr, hooks=attached)
     return Adapted(model, attached, history, sum(p.numel() for p in trainable_parameters(model)))

@@ -10,31 +10,37 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 import adapters
 from figures.curves import loss_curves_figure
+from figures.records import diverged_note
 from figures.style import save
 from nfl.sweep import Cell
-from nfl.stats import mean_ci
 from nfl.training import adapt, evaluate
-from studies.common import StudySetup, format_table, study_parser
+from studies.common import StudySetup, format_table, group_summaries, quality_cell, study_parser
 
 
 def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
     """Adapt the seed's pretrained model with one method: its history and summary."""
     data, pretrained, pre_history = setup.pretrained(cell.seed)
     result = adapt(pretrained, cell.method, setup.config, data.shifted, rank=cell.rank, seed=cell.seed)
+    history = result.history
+    finished = history.diverged_at is None  # a diverged run has no quality to report
     return {
-        "history": result.history.to_dict(),
+        "history": history.to_dict(),
         "summary": {
             "trainable_params": result.trainable_params,
-            "min_val_loss": result.history.min_val_loss,
-            "final_val_loss": result.history.final_val_loss,
-            "initial_grad_norm": result.history.grad_norm[0],
+            "diverged_at": history.diverged_at,
+            "min_val_loss": history.min_val_loss if finished else None,
+            "final_val_loss": history.final_val_loss if finished else None,
+            "initial_grad_norm": history.grad_norm[0] if history.grad_norm else None,
             "pretrained_base_val_loss": pre_history.final_val_loss,
             "base_zero_loss": data.base.zero_loss,
             "shifted_zero_loss": data.shifted.zero_loss,
-            "forgetting_base_val_loss": evaluate(result.model, data.base.x_val, data.base.y_val),
+            "forgetting_base_val_loss": evaluate(result.model, data.base.x_val, data.base.y_val) if finished else None,
+            # Effective rank of each adapted layer's update (AdaLoRA's after its rank allocation).
+            "delta_rank": [int(torch.linalg.matrix_rank(a.delta_weight().detach())) for a in result.adapters] if finished else None,
         },
     }
 
@@ -47,12 +53,10 @@ def run(setup: StudySetup) -> list[dict[str, Any]]:
 def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
     """One row per method: parameters, min / final validation loss (mean ± 95% CI), forgetting."""
     rows = []
-    for method in dict.fromkeys(r["method"] for r in records):
-        mine = [r["summary"] for r in records if r["method"] == method]
-        row = {"method": adapters.get(method).label, "params": f"{mine[0]['trainable_params']:,}", "seeds": str(len(mine))}
+    for (method, rank), mine in group_summaries(records).items():
+        row = {"method": adapters.get(method).label, "rank": "-" if rank is None else rank, "params": f"{mine[0]['trainable_params']:,}", "seeds": str(len(mine))}
         for key, column in (("min_val_loss", "min val loss"), ("final_val_loss", "final val loss"), ("forgetting_base_val_loss", "base-task loss after")):
-            mean, half = mean_ci([s[key] for s in mine])
-            row[column] = f"{mean:.4f} ± {half:.4f}"
+            row[column] = quality_cell(mine, key)
         rows.append(row)
     return rows
 
@@ -67,7 +71,7 @@ def report(records: list[dict[str, Any]]) -> str:
         f"pretrained model, base task: validation loss {base:.4f} vs zero predictor {zero:.4f} ({verdict})\n"
         f"shifted task: zero-predictor validation loss {shifted_zero:.4f}\n"
     )
-    columns = ["method", "params", "seeds", "min val loss", "final val loss", "base-task loss after"]
+    columns = ["method", "rank", "params", "seeds", "min val loss", "final val loss", "base-task loss after"]
     return header + format_table(summary_rows(records), columns)
 
 
@@ -77,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     records = run(setup)
     shifted_zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in records]))
     title = f"preset {setup.config.preset}, width {setup.config.model.width}, {len(setup.seeds)} seed(s)"
-    paths = save(loss_curves_figure(records, zero_loss=shifted_zero, title=title), setup.out / "adaptability_loss")
+    paths = save(loss_curves_figure(records, zero_loss=shifted_zero, title=title), setup.out / "adaptability_loss", diverged_note(records))
     print(report(records))
     print(f"\nrecords: {setup.out / 'adaptability.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
 

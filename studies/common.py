@@ -12,9 +12,10 @@ from typing import Any, Callable, Sequence
 import torch
 
 import adapters
-from nfl.config import ExperimentConfig, add_config_arguments, config_from_args
+from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv
 from nfl.model import target_layer_names
 from nfl.results import ResultStore, environment
+from nfl.stats import mean_ci
 from nfl.sweep import Cell, SweepInterrupted, run_cells
 from nfl.tasks import TaskData, make_task_data
 from nfl.training import History, pretrain
@@ -121,6 +122,13 @@ class StudySetup:
                     plan[method].append(rank)
         return plan
 
+    def rerun_command(self, cell: Cell) -> str:
+        """A command that computes this one cell again (same config, method, rank, seed, device)."""
+        argv = [*config_to_argv(self.config, skip={"seed"}), "--seed", str(cell.seed), "--seeds", "1", "--methods", cell.method]
+        argv += [] if cell.rank is None else ["--ranks", str(cell.rank)]
+        argv += ["--device", cell.device.split(":")[0], "--out", str(self.out / "rerun")] + (["--quick"] if self.quick else [])
+        return " ".join([f"python -m studies.{cell.study}", *map(shlex.quote, argv)])
+
     def command(self, resume: bool = False) -> str:
         """The command line that ran this study (with --resume added if asked)."""
         extra = ["--resume"] if resume and "--resume" not in self.argv else []
@@ -150,7 +158,7 @@ class StudySetup:
         env, config = environment(self.device), self.config.to_dict()
         store = ResultStore(self.out / f"{study}.jsonl")
         try:
-            return run_cells(cells if cells is not None else self.cells(study), lambda c: {**compute(c), "command": self.command(), "config": config, "env": env}, store, self.args.resume, desc=study)
+            return run_cells(cells if cells is not None else self.cells(study), lambda c: {**compute(c), "command": self.command(), "rerun": self.rerun_command(c), "config": config, "env": env}, store, self.args.resume, desc=study)
         except SweepInterrupted as stop:
             print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
             raise SystemExit(130) from None
@@ -166,3 +174,22 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def with_epochs(cfg: ExperimentConfig, adapt_epochs: int) -> ExperimentConfig:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, adapt_epochs=adapt_epochs))
+
+
+def group_summaries(records: list[dict[str, Any]]) -> dict[tuple[str, int | None], list[dict[str, Any]]]:
+    """(method, rank) -> the summaries of its records (one per seed), in first-seen order."""
+    groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["method"], record["rank"]), []).append(record["summary"])
+    return groups
+
+
+def quality_cell(summaries: list[dict[str, Any]], key: str, digits: int = 4) -> str:
+    """``mean ± 95% CI`` of ``key`` over the runs that did not diverge, and how many did."""
+    values = [s[key] for s in summaries if s.get("diverged_at") is None]
+    diverged = [s["diverged_at"] for s in summaries if s.get("diverged_at") is not None]
+    if not values:
+        return f"diverged (step {min(diverged)})"
+    mean, half = mean_ci(values)
+    text = f"{mean:.{digits}f} ± {half:.{digits}f}"
+    return text + (f" ({len(diverged)} diverged)" if diverged else "")

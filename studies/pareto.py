@@ -15,10 +15,10 @@ import numpy as np
 import adapters
 from figures.grad_norm import grad_norm_figure
 from figures.pareto import figure2, pareto_figure
+from figures.records import diverged_note
 from figures.style import save
-from nfl.stats import mean_ci
 from studies import adaptability, grad_norm, init_time, train_time
-from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
+from studies.common import SWEEP_RANKS, StudySetup, format_table, group_summaries, quality_cell, study_parser
 
 
 def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]]) -> str:
@@ -26,22 +26,18 @@ def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train
     init_ms = {(r["method"], r["rank"]): 1e3 * r["timing"]["median_s"] for r in init}
     step = {(r["method"], r["rank"]): r for r in train}
     rows = []
-    for key in dict.fromkeys((r["method"], r["rank"]) for r in adapt):
-        runs = [r["summary"] for r in adapt if (r["method"], r["rank"]) == key]
-        loss, loss_ci = mean_ci([s["min_val_loss"] for s in runs])
-        forget, _ = mean_ci([s["forgetting_base_val_loss"] for s in runs])
-        gnorm, _ = mean_ci([s["initial_grad_norm"] for s in runs])
+    for key, runs in group_summaries(adapt).items():
         timed = step.get(key)
         rows.append({
             "method": adapters.get(key[0]).label,
             "rank": "-" if key[1] is None else key[1],
             "params": f"{runs[0]['trainable_params']:,}",
-            "min val loss": f"{loss:.4f} ± {loss_ci:.4f}",
-            "forgetting": f"{forget:.4f}",
+            "min val loss": quality_cell(runs, "min_val_loss"),
+            "forgetting": quality_cell(runs, "forgetting_base_val_loss"),
             "init ms": f"{init_ms[key]:.3f}" if key in init_ms else "-",
             "step ms": f"{1e3 * timed['timing']['median_s']:.3f}" if timed else "-",
             "memory KiB": f"{timed['memory']['total'] / 1024:.1f}" if timed else "-",
-            "grad norm": f"{gnorm:.3g}",
+            "grad norm": quality_cell(runs, "initial_grad_norm", digits=5),
         })
     columns = ["method", "rank", "params", "min val loss", "forgetting", "init ms", "step ms", "memory KiB", "grad norm"]
     return format_table(rows, columns)
@@ -64,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     subtitle = f"preset {cfg.preset}, width {cfg.model.width}, {len(setup.seeds)} seed(s), {env['device_name']} ({train[0]['timing']['num_threads']} threads)"
     zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in adapt]))
     paths = [
-        *save(grad_norm_figure(grads, cfg), setup.out / "figure1"),
-        *save(figure2(adapt, init, train, subtitle, zero), setup.out / "figure2"),
-        *save(pareto_figure(adapt, train, subtitle), setup.out / "pareto"),
+        *save(grad_norm_figure(grads, cfg), setup.out / "figure1", diverged_note(grads)),
+        *save(figure2(adapt, init, train, subtitle, zero), setup.out / "figure2", diverged_note(adapt)),
+        *save(pareto_figure(adapt, train, subtitle), setup.out / "pareto", diverged_note(adapt)),
     ]
     print(adaptability.report(adapt).split("\n")[0])
     print(summary_table(adapt, init, train))
