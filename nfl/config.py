@@ -153,15 +153,12 @@ def _cli_fields() -> list[tuple[str | None, dataclasses.Field]]:
     return out
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, skip: set[str] = frozenset()) -> None:
-    """Add --preset and one flag per setting (but those in ``skip``, which the caller adds itself
-    with ``dest="cfg_<name>"``); unset flags keep the preset's value."""
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --preset and one flag per setting; unset flags keep the preset's value."""
     group = parser.add_argument_group("experiment settings (defaults: the chosen preset's)")
     group.add_argument("--preset", default="default", choices=sorted(PRESETS), help="starting settings")
     reference = PRESETS["default"]
     for section, f in _cli_fields():
-        if f.name in skip:
-            continue
         shown = getattr(getattr(reference, section), f.name) if section else getattr(reference, f.name)
         flag = "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"default": None, "dest": f"cfg_{f.name}"}
@@ -171,6 +168,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: set[str] = froze
             kwargs["type"] = f.metadata.get("type") or {"int": int, "float": float}.get(str(f.type), str)
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
+            else:
+                kwargs["metavar"] = f.name.upper()
         group.add_argument(flag, help=f"{f.metadata['help']} (default preset: {shown})", **kwargs)
 
 

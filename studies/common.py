@@ -30,11 +30,10 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...); default 3")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one): " + ",".join(adapters.names()))
     parser.add_argument("--ranks", default=None, help=f"comma-separated ranks (default: {ranks_help})")
-    parser.add_argument("--width", dest="cfg_width", type=int, default=None, help="input, hidden and output size of the MLP (default 64)")
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
     parser.add_argument("--quick", action="store_true", help="one seed and fewer timing repeats, same outputs")
     parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
-    add_config_arguments(parser, skip={"width"})
+    add_config_arguments(parser)
     return parser
 
 
