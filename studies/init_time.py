@@ -43,14 +43,19 @@ def summary(records: list[dict[str, Any]], key: str) -> str:
     return format_table(rows, ["method", "rank", "params", key])
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = study_parser("init_time", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
+def timing_main(argv: Sequence[str] | None, study: str, description: str, run, title: str, ylabel: str, column: str) -> None:
+    """The command line shared by the timing studies: sweep, figure, table."""
+    parser = study_parser(study, description, ranks_help=",".join(map(str, SWEEP_RANKS)))
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
     records = run(setup)
     subtitle = f"{records[0]['env']['device_name']}, {records[0]['timing']['num_threads']} thread(s), width {setup.config.model.width}"
-    paths = save(cost_figure(records, "Initialisation time", "init time per model (ms, median ± IQR/2)", subtitle), setup.out / "init_time")
-    print(summary(records, "init ms"))
-    print(f"\nrecords: {setup.out / 'init_time.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
+    paths = save(cost_figure(records, title, ylabel, subtitle), setup.out / study)
+    print(summary(records, column))
+    print(f"\nrecords: {setup.out / f'{study}.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    timing_main(argv, "init_time", __doc__.splitlines()[0], run, "Initialisation time", "init time per model (ms, median ± IQR/2)", "init ms")
 
 
 if __name__ == "__main__":

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import adapters
-from figures.efficiency import cost_figure
-from figures.style import save
 from nfl.metrics import training_memory
 from nfl.sweep import Cell
 from nfl.timing import time_train_step, train_step_peak_bytes
 from nfl.training import prepare
-from studies.common import SWEEP_RANKS, StudySetup, study_parser
-from studies.init_time import summary, timing_options
+from studies.common import StudySetup
+from studies.init_time import timing_main, timing_options
 
 
 def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
@@ -46,13 +43,7 @@ def run(setup: StudySetup, plan: dict | None = None) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = study_parser("train_time", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
-    setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
-    records = run(setup)
-    subtitle = f"{records[0]['env']['device_name']}, {records[0]['timing']['num_threads']} thread(s), width {setup.config.model.width}"
-    paths = save(cost_figure(records, "Training-step time", "time per step (ms, median ± IQR/2)", subtitle), setup.out / "train_time")
-    print(summary(records, "step ms"))
-    print(f"\nrecords: {setup.out / 'train_time.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
+    timing_main(argv, "train_time", __doc__.splitlines()[0], run, "Training-step time", "time per step (ms, median ± IQR/2)", "step ms")
 
 
 if __name__ == "__main__":
