@@ -32,6 +32,7 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
     parser.add_argument("--ranks", default=None, help=f"comma-separated ranks (default: {ranks_help})")
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
     parser.add_argument("--quick", action="store_true", help="one seed and fewer timing repeats, same outputs")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for timing (default: torch's, i.e. the cores); recorded with each timing")
     parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
     add_config_arguments(parser)
     return parser
@@ -83,6 +84,8 @@ class StudySetup:
             self.config: ExperimentConfig = config_from_args(args)
             if args.seeds < 1:
                 raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
+            if args.threads is not None and args.threads < 1:
+                raise ValueError(f"--threads must be a positive integer, got {args.threads}")
             self.methods = parse_methods(args.methods)
             self.ranks = parse_ranks(args.ranks) or (list(default_ranks) if default_ranks else None)
             self.device = resolve_device(args.device)
