@@ -40,13 +40,17 @@ from nfl.training import optimisation_step
 @dataclass(frozen=True)
 class TimingOptions:
     """How hard to measure. ``min_run_time`` / ``max_run_time`` bound the CPU autorange (seconds);
-    ``repeats`` is the number of timed calls of the per-call loop (CUDA, or CPU with a setup)."""
+    ``repeats`` is the number of timed calls of the per-call loop (CUDA, or CPU with a setup).
+    ``autorange=False`` makes the CPU use the per-call loop with the host clock too: far quicker
+    than the autorange (whose block-size estimate alone takes ~0.05 s), noisier for very short
+    calls; studies use it for ``--quick``."""
 
     min_run_time: float = 0.1
     max_run_time: float = 1.0
     repeats: int = 30
     warmup: int = 3
     num_threads: int | None = None  # None: torch.get_num_threads() when measuring
+    autorange: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.min_run_time <= self.max_run_time:
@@ -83,7 +87,7 @@ def measure(fn: Callable[[], Any], device: DeviceLike = "cpu", options: TimingOp
     threads = options.num_threads or torch.get_num_threads()
     accelerator = accelerator_for(device)
     with _torch_threads(threads):
-        if accelerator is None and setup is None:
+        if accelerator is None and setup is None and options.autorange:
             return _autorange(fn, options, threads)
         clock: Clock = HostClock() if accelerator is None else accelerator
         times = _event_times(fn, clock, setup, options.warmup, options.repeats)

@@ -19,7 +19,7 @@ from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
 def timing_options(setup: StudySetup) -> TimingOptions:
     threads = setup.args.threads
     if setup.quick:
-        return TimingOptions(min_run_time=0.01, max_run_time=0.05, repeats=10, warmup=2, num_threads=threads)
+        return TimingOptions(repeats=15, warmup=2, num_threads=threads, autorange=False)
     return TimingOptions(min_run_time=0.05, max_run_time=0.25, repeats=30, warmup=3, num_threads=threads)
 
 

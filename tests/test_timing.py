@@ -155,3 +155,10 @@ def test_time_train_step_reports_a_timing_of_the_step() -> None:
     hooks = adapters.attach(model, "lora", "layer1", rank=2)
     timing = time_train_step(model, hooks, tiny_data(), 1e-2, "cpu", options=FAST)
     assert timing.median_s > 0 and timing.iqr_s >= 0 and timing.backend == "torch.utils.benchmark"
+
+
+def test_without_autorange_the_cpu_times_each_call_with_the_host_clock() -> None:
+    calls = []
+    timing = measure(lambda: calls.append(1), "cpu", TimingOptions(repeats=7, warmup=2, autorange=False))
+    assert (timing.backend, timing.repeats, timing.calls_per_repeat, len(calls)) == ("host_clock", 7, 1, 9)
+    assert timing.median_s > 0 and timing.iqr_s >= 0
