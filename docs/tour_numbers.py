@@ -1,0 +1,160 @@
+"""Every number docs/tour.md quotes, computed from the records under docs/img/, and a check that the
+text quotes each one as printed here (exit status 1 if one is missing), so that the tour's numbers
+come from the committed figures' records and not from memory. Run by docs/make_tour.sh; by hand:
+``PYTHONPATH=. python docs/tour_numbers.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import adapters
+from figures.records import Point, aggregate
+
+DOCS = Path(__file__).resolve().parent
+Record = dict[str, Any]
+
+
+def load(study: str, name: str) -> list[Record]:
+    """The records of ``docs/img/<study>/<name>.jsonl``."""
+    return [json.loads(line) for line in (DOCS / "img" / study / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+
+
+def points(records: list[Record], value: Callable[[Record], float]) -> dict[tuple[str, int | None], Point]:
+    """(method, rank) -> mean ± 95% CI of ``value`` over seeds."""
+    return {(p.method, p.rank): p for p in aggregate(records, value)}
+
+
+def summary(key: str) -> Callable[[Record], float]:
+    return lambda r: r["summary"][key]
+
+
+def overall(records: list[Record], value: Callable[[Record], float]) -> float:
+    """The mean of ``value`` over every record (a quantity shared by all methods, e.g. the pretrained loss)."""
+    return float(np.mean([value(r) for r in records]))
+
+
+def experiment_quotes() -> list[tuple[str, str]]:
+    """Sections 1 and 2: the paper's preset against nfl's default."""
+    out = []
+    for study, fine, coarse in (("paper", "{:.2f}", "{:.2f}"), ("adaptability", "{:.4f}", "{:.3f}")):
+        recs = load(study, "adaptability")
+        min_loss = points(recs, summary("min_val_loss"))
+        adapters_only = [p.mean for (m, _), p in min_loss.items() if m != "full"]
+        out += [
+            (f"{study}: pretrained base-task validation loss", fine.format(overall(recs, summary("pretrained_base_val_loss")))),
+            (f"{study}: zero predictor, base task", f"{overall(recs, summary('base_zero_loss')):.2f}"),
+            (f"{study}: zero predictor, shifted task", f"{overall(recs, summary('shifted_zero_loss')):.2f}"),
+            (f"{study}: shifted-task loss before adaptation", coarse.format(overall(recs, lambda r: r["history"]["val_loss"][0]))),
+            (f"{study}: full fine-tuning, min validation loss", fine.format(min_loss[("full", None)].mean)),
+            (f"{study}: adapters' min validation loss, lowest", coarse.format(min(adapters_only))),
+            (f"{study}: adapters' min validation loss, highest", coarse.format(max(adapters_only))),
+        ]
+    default = load("adaptability", "adaptability")
+    best = min((p for (m, _), p in points(default, summary("min_val_loss")).items() if m != "full"), key=lambda p: p.mean)
+    forgetting = points(default, summary("forgetting_base_val_loss"))
+    out += [
+        ("adaptability: the adapter with the lowest min validation loss", adapters.get(best.method).label),
+        ("adaptability: full fine-tuning, base-task loss after", f"{forgetting[('full', None)].mean:.3f}"),
+    ]
+    return out
+
+
+def setting_quotes() -> list[tuple[str, str]]:
+    """The settings the text names, read from the records' config (the same in both presets)."""
+    config = load("adaptability", "adaptability")[0]["config"]
+    return [
+        ("config: width", str(config["model"]["width"])),
+        ("config: training samples", str(config["task"]["n_train"])),
+        ("config: pretraining steps", str(config["train"]["pretrain_epochs"])),
+        ("config: adaptation steps", str(config["train"]["adapt_epochs"])),
+        ("config: adaptation learning rate", f"{config['train'].get('adapt_lr') or config['train']['lr']:g}"),
+    ]
+
+
+def at_default(table: dict[tuple[str, int | None], Point], method: str) -> Point:
+    """``method``'s point at its default rank (full fine-tuning's has none)."""
+    return table[(method, adapters.get(method).default_rank)]
+
+
+def pareto_quotes() -> list[tuple[str, str]]:
+    """Section 3: the first step's gradient norm (default ranks) and the training-step times."""
+    grads = points(load("pareto", "grad_norm"), summary("initial_grad_norm"))
+    out = [(f"pareto: initial gradient norm, {m}", f"{at_default(grads, m).mean:.2g}") for m in ("full", "lora", "milora", "pissa")]
+    defaults = {(r["method"], r["rank"]) for r in load("pareto", "adaptability")}
+    step_ms = [1e3 * r["timing"]["median_s"] for r in load("pareto", "train_time") if (r["method"], r["rank"]) in defaults]
+    out += [
+        ("pareto: fastest training step, ms (default ranks)", f"{min(step_ms):.2f}"),
+        ("pareto: slowest training step, ms (default ranks)", f"{max(step_ms):.2f}"),
+    ]
+    return out
+
+
+def anatomy_quotes() -> list[tuple[str, str]]:
+    """Sections 4 and 5: rank bounds, dead rows, subspace similarity and amplification (default ranks)."""
+    recs = load("anatomy", "anatomy")
+
+    def stat(key: str, method: str, fmt: str) -> str:
+        return fmt.format(at_default(points(recs, summary(key)), method).mean)
+
+    first = min(r["seed"] for r in recs)
+    full = next(r for r in recs if r["method"] == "full" and r["seed"] == first)
+    dead_rows = int((np.abs(np.asarray(full["delta_weight"])).max(axis=1) == 0).sum())
+    mos_bounds = [r["summary"]["rank_bound"] for r in recs if r["method"] == "mos"]
+    return [
+        ("anatomy: PiSSA rank bound", stat("rank_bound", "pissa", "{:.0f}")),
+        ("anatomy: DoRA rank bound", stat("rank_bound", "dora", "{:.0f}")),
+        ("anatomy: MoS lowest rank bound over seeds", str(min(mos_bounds))),
+        ("anatomy: full fine-tuning, mean rank of ΔW", stat("delta_rank", "full", "{:.1f}")),
+        (f"anatomy: full fine-tuning, zero rows of ΔW at seed {first}", str(dead_rows)),
+        ("anatomy: ‖ΔW‖_F, LoRA", stat("delta", "lora", "{:.2f}")),
+        ("anatomy: ‖ΔW‖_F, AdaLoRA", stat("delta", "adalora", "{:.2f}")),
+        ("anatomy: φ top-r, PiSSA", stat("phi_top", "pissa", "{:.2f}")),
+        ("anatomy: φ random, PiSSA", stat("phi_random", "pissa", "{:.2f}")),
+        ("anatomy: φ top-r, LoRA", stat("phi_top", "lora", "{:.2f}")),
+        ("anatomy: φ bottom-r, MiLoRA", stat("phi_bottom", "milora", "{:.2f}")),
+        ("anatomy: φ random, MiLoRA", stat("phi_random", "milora", "{:.2f}")),
+        ("anatomy: amplification, PiSSA", stat("amplification", "pissa", "{:.1f}")),
+        ("anatomy: amplification, LoRA", stat("amplification", "lora", "{:.1f}")),
+        ("anatomy: amplification, MiSS^e", stat("amplification", "miss_e", "{:.1f}")),
+    ]
+
+
+def rank_quotes() -> list[tuple[str, str]]:
+    """Section 6: LoRA from rank 1 to 64 against full fine-tuning; VeRA's and AdaLoRA's flat lines."""
+    recs = load("rank", "rank")
+    loss, forgetting = points(recs, summary("min_val_loss")), points(recs, summary("forgetting_base_val_loss"))
+    vera = [p.mean for (m, _), p in loss.items() if m == "vera"]
+    return [
+        ("rank: LoRA r=1 min validation loss", f"{loss[('lora', 1)].mean:.4f}"),
+        ("rank: LoRA r=64 min validation loss", f"{loss[('lora', 64)].mean:.4f}"),
+        ("rank: LoRA r=64 trainable parameters", f"{loss[('lora', 64)].params:,}"),
+        ("rank: full fine-tuning trainable parameters", f"{loss[('full', None)].params:,}"),
+        ("rank: LoRA r=1 base-task loss after", f"{forgetting[('lora', 1)].mean:.4f}"),
+        ("rank: LoRA r=64 base-task loss after", f"{forgetting[('lora', 64)].mean:.4f}"),
+        ("rank: pretrained base-task loss", f"{overall(recs, summary('pretrained_base_val_loss')):.4f}"),
+        ("rank: VeRA min validation loss over ranks 1 ... 64 (to 3 places)", "–".join(sorted({f"{v:.3f}" for v in vera}))),
+        ("rank: AdaLoRA r=64 base-task loss after", f"{forgetting[('adalora', 64)].mean:.4f}"),
+    ]
+
+
+def main() -> int:
+    text = (DOCS / "tour.md").read_text()
+    missing = []
+    for description, value in [*setting_quotes(), *experiment_quotes(), *pareto_quotes(), *anatomy_quotes(), *rank_quotes()]:
+        quoted = re.search(rf"(?<![\w.]){re.escape(value)}(?!\w|\.\d)", text) is not None  # a whole number, not a prefix
+        missing += [] if quoted else [description]
+        print(f"{'  ' if quoted else '! '}{description}: {value}")
+    if missing:
+        print(f"\ndocs/tour.md does not quote {len(missing)} of these numbers (marked !): update the text.", file=sys.stderr)
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
