@@ -31,7 +31,7 @@ def grad_norm_figure(records: list[dict[str, Any]], config: ExperimentConfig) ->
     for x, p in zip(xs, shown):
         style = method_style(p.method)
         bars.bar(x, p.mean, yerr=p.half if p.n > 1 else None, color=style["color"], capsize=3)
-    bars.set_xticks(xs, [f"{method_style(p.method)['label']}\nr={p.rank}" for p in shown], fontsize=8)
+    bars.set_xticks(xs, [f"{method_style(p.method)['label']} r={p.rank}" for p in shown], fontsize=8, rotation=40, ha="right", rotation_mode="anchor")
     bars.set_yscale("log" if series else "linear")
     bars.set_ylabel("‖∇L‖₂ at the first adaptation step")
     bars.set_title("Initial gradient norm (default ranks)")

@@ -32,7 +32,7 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
     parser.add_argument("--ranks", default=None, help=f"comma-separated ranks (default: {ranks_help})")
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
     parser.add_argument("--quick", action="store_true", help="one seed and fewer timing repeats, same outputs")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for timing (default: torch's, i.e. the cores); recorded with each timing")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: torch's, i.e. the cores); recorded in every record's environment")
     parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
     add_config_arguments(parser)
     return parser
@@ -97,6 +97,8 @@ class StudySetup:
         except ValueError as error:
             parser.error(str(error))  # one line on stderr, exit status 2
         self.args = args
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
         self.quick = args.quick
         self.seeds = [self.config.seed + i for i in range(1 if args.quick else args.seeds)]
         self._pretrained: dict[int, tuple[TaskData, torch.nn.Module, History]] = {}

@@ -40,3 +40,11 @@ def perturb_(module: nn.Module, seed: int = 1, scale: float = 0.5) -> None:
         for p in module.parameters():
             if p.requires_grad:
                 p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Studies' --threads sets torch's thread count process-wide; keep each test's to itself."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
