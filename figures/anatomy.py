@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from figures.records import aggregate
+from figures.records import aggregate, error_bars
 from figures.style import method_style
 
 _SUBSPACES = (
@@ -106,12 +106,11 @@ def subspace_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figur
     for j, (key, label, colour) in enumerate(_SUBSPACES):
         points = aggregate(records, lambda r, key=key: r["summary"][key])
         xs = np.arange(len(points)) + (j - 1) * width
-        errors = [p.half if p.n > 1 else 0 for p in points]
-        left.bar(xs, [p.mean for p in points], width, yerr=errors, color=colour, edgecolor="0.1", lw=0.5, capsize=2, label=label)
+        left.bar(xs, [p.mean for p in points], width, yerr=error_bars(points), color=colour, edgecolor="0.1", lw=0.5, capsize=2, label=label)
     amplified = aggregate(records, lambda r: r["summary"]["amplification"])
     for x, p in enumerate(amplified):
         style = method_style(p.method)
-        right.bar(x, p.mean, 0.7, yerr=p.half if p.n > 1 else None, color=style["color"], capsize=2)
+        right.bar(x, p.mean, 0.7, yerr=error_bars([p]), color=style["color"], capsize=2)
     r_max = max(r["summary"]["subspace_rank"] for r in records)
     r_text = f"r = {r_max}" if all(r["summary"]["subspace_rank"] == r_max for r in records) else f"r = min({r_max}, rank bound)"
     for ax in (left, right):

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import adapters
-from figures.records import aggregate, by_method
+from figures.records import aggregate, by_method, error_bars
 from figures.style import mark_empty, method_style
 from nfl.config import ExperimentConfig
 
@@ -28,9 +28,7 @@ def grad_norm_figure(records: list[dict[str, Any]], config: ExperimentConfig) ->
         default = adapters.get(method).default_rank
         shown.append(next((p for p in points if p.rank == default), points[0]))
     xs = np.arange(len(shown))
-    for x, p in zip(xs, shown):
-        style = method_style(p.method)
-        bars.bar(x, p.mean, yerr=p.half if p.n > 1 else None, color=style["color"], capsize=3)
+    bars.bar(xs, [p.mean for p in shown], yerr=error_bars(shown), color=[method_style(p.method)["color"] for p in shown], capsize=3)
     bars.set_xticks(xs, [f"{method_style(p.method)['label']} r={p.rank}" for p in shown], fontsize=8, rotation=40, ha="right", rotation_mode="anchor")
     bars.set_yscale("log" if series else "linear")
     bars.set_ylabel("‖∇L‖₂ at the first adaptation step")
@@ -39,7 +37,7 @@ def grad_norm_figure(records: list[dict[str, Any]], config: ExperimentConfig) ->
     for method, points in series.items():
         style = method_style(method)
         ranks = [p.rank for p in points]
-        lines.errorbar(ranks, [p.mean for p in points], yerr=[p.half for p in points], color=style["color"], marker=style["marker"], label=style["label"], ms=4, capsize=2)
+        lines.errorbar(ranks, [p.mean for p in points], yerr=error_bars(points), color=style["color"], marker=style["marker"], label=style["label"], ms=4, capsize=2)
     if series:
         lines.set_xscale("log", base=2)
         lines.set_yscale("log")

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 
 from figures.curves import draw_loss_curves
 from figures.efficiency import draw_cost_vs_params, timing_points
-from figures.records import Point, aggregate
+from figures.records import Point, aggregate, error_bars
 from figures.style import mark_empty, method_style
 from nfl.metrics import pareto_front
 
@@ -37,11 +37,11 @@ def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: 
         return mark_empty(ax)
     for x, _, p in points:
         style = method_style(p.method)
-        ax.errorbar(x, p.mean, yerr=p.half if p.n > 1 else None, color=style["color"], marker=style["marker"], ms=7, capsize=3, label=style["label"], ls="none")
+        ax.errorbar(x, p.mean, yerr=error_bars([p]), color=style["color"], marker=style["marker"], ms=7, capsize=3, label=style["label"], ls="none")
     front = pareto_front([(x, y, p) for x, y, p in points])
     ax.plot([f[0] for f in front], [f[1] for f in front], color="0.3", lw=1, ls="--", zorder=0, label="Pareto front")
-    for x, y, p in front:
-        ax.annotate(method_style(p.method)["label"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for i, (x, y, p) in enumerate(front):  # alternate above / below: front points often crowd
+        ax.annotate(method_style(p.method)["label"], (x, y), textcoords="offset points", xytext=(5, 5 if i % 2 else -11), fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
 

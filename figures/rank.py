@@ -7,7 +7,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from figures.records import aggregate, by_method
+from figures.records import aggregate, by_method, error_bars
 from figures.style import method_style
 
 _PANELS = (
@@ -25,7 +25,7 @@ def _draw_panel(ax: plt.Axes, records: list[dict[str, Any]], key: str, reference
     for method, points in by_method(aggregate(records, lambda r: r["summary"][key])).items():
         style = method_style(method)
         ax.errorbar(
-            [p.params for p in points], [p.mean for p in points], yerr=[p.half if p.n > 1 else 0 for p in points],
+            [p.params for p in points], [p.mean for p in points], yerr=error_bars(points),
             color=style["color"], marker=style["marker"], ms=4 if len(points) > 1 else 8, lw=1.3, capsize=2,
             ls="-" if len(points) > 1 else "none", label=style["label"],
         )

@@ -45,6 +45,15 @@ def aggregate(records: Iterable[dict[str, Any]], value: Callable[[dict[str, Any]
     return points
 
 
+def error_bars(points: Iterable[Point]) -> np.ndarray:
+    """(2, N) lower/upper error-bar lengths: the CI half-width, none for a single seed, and the
+    lower bar kept above zero so that log axes can draw it (a CI wider than its mean)."""
+    points = list(points)
+    half = np.array([p.half if p.n > 1 else 0.0 for p in points])
+    mean = np.array([p.mean for p in points])
+    return np.vstack([np.where(mean > 0, np.minimum(half, 0.9 * mean), half), half])
+
+
 def by_method(points: Iterable[Point]) -> dict[str, list[Point]]:
     """method -> its points sorted by rank."""
     out: dict[str, list[Point]] = {}
