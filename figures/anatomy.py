@@ -8,8 +8,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from figures.records import aggregate, error_bars
-from figures.style import method_style
+from figures.records import aggregate, diverged, error_bars
+from figures.style import mark_empty, method_style
 
 _SUBSPACES = (
     ("phi_top", "W0's top-r left singular vectors (PiSSA's start)", "0.2"),
@@ -21,9 +21,10 @@ _CLIP_PERCENTILE = 99  # the shared colour scale ends at this percentile of |ΔW
 
 
 def first_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of the smallest seed, one per (method, rank), in their order."""
-    seed = min(r["seed"] for r in records)
-    return [r for r in records if r["seed"] == seed]
+    """The finite records of the smallest seed, one per (method, rank), in their order."""
+    finite = [r for r in records if not diverged(r)]
+    seed = min((r["seed"] for r in finite), default=None)
+    return [r for r in finite if r["seed"] == seed]
 
 
 def _panel_title(record: dict[str, Any]) -> str:
@@ -64,6 +65,11 @@ def anatomy_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figure
     """Per method (first seed): ΔW on one symmetric diverging colour scale shared by every panel,
     and below it the singular values of ΔW (log scale, shared axis) with the rank bound dashed."""
     shown = first_seed(records)
+    if not shown:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        mark_empty(ax)
+        ax.axis("off")
+        return fig
     cols = min(len(shown), 6)
     blocks = math.ceil(len(shown) / cols)
     fig, axes = plt.subplots(
@@ -111,8 +117,11 @@ def subspace_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figur
     for x, p in enumerate(amplified):
         style = method_style(p.method)
         right.bar(x, p.mean, 0.7, yerr=error_bars([p]), color=style["color"], capsize=2)
-    r_max = max(r["summary"]["subspace_rank"] for r in records)
-    r_text = f"r = {r_max}" if all(r["summary"]["subspace_rank"] == r_max for r in records) else f"r = min({r_max}, rank bound)"
+    ranks = {r["summary"]["subspace_rank"] for r in records if not diverged(r)}
+    r_text = f"r = {max(ranks, default='-')}" if len(ranks) <= 1 else f"r = min({max(ranks)}, rank bound)"
+    if not amplified:
+        for ax in (left, right):
+            mark_empty(ax)
     for ax in (left, right):
         ax.set_xticks(np.arange(len(amplified)), [f"{method_style(p.method)['label']}" for p in amplified], rotation=45, ha="right")
         for tick, p in zip(ax.get_xticklabels(), amplified):
@@ -121,10 +130,10 @@ def subspace_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figur
     left.set_ylabel("φ = ‖UᵀU'‖²_F / r")
     left.set_title(f"Where ΔW's top-r left singular subspace U lies ({r_text})")
     left.legend(loc="upper right", title="U' =", alignment="left")
-    right.set_yscale("log")
+    right.set_yscale("log" if amplified else "linear")
     right.set_ylabel("‖ΔW‖_F / ‖UᵀW0V‖_F")
     right.set_title("Amplification factor (LoRA §7.3)")
-    seeds = max(p.n for p in amplified)
+    seeds = max((p.n for p in amplified), default=0)
     fig.suptitle(f"ΔW in W0's spectrum (MiLoRA §5.3) — {title}, {seeds} seed(s), mean ± 95% CI", fontsize=10)
     fig.tight_layout()
     return fig

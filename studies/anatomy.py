@@ -19,12 +19,13 @@ import argparse
 from copy import deepcopy
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 import adapters
 from figures.anatomy import anatomy_figure, subspace_figure
-from figures.records import aggregate
+from figures.records import diverged_note
 from figures.style import save
 from nfl.metrics import (
     amplification,
@@ -40,7 +41,7 @@ from nfl.metrics import (
 from nfl.model import target_layer_names
 from nfl.sweep import Cell
 from nfl.training import adapt
-from studies.common import StudySetup, format_table, study_parser
+from studies.common import StudySetup, format_table, group_summaries, study_parser
 
 STORED_DIGITS = 3  # significant digits of the stored ΔW: a heatmap shows no more
 
@@ -72,6 +73,8 @@ def compute(setup: StudySetup, cell: Cell, subspace_rank: int) -> dict[str, Any]
     """Adapt with one method; ΔW of the first adapted layer, its spectrum, rank bound and subspaces."""
     data, pretrained, _ = setup.pretrained(cell.seed)
     result = adapt(pretrained, cell.method, setup.config, data.shifted, rank=cell.rank, seed=cell.seed)
+    if result.history.diverged_at is not None:  # no finite ΔW to look at
+        return {"summary": {"trainable_params": result.trainable_params, "diverged_at": result.history.diverged_at}}
     layer = target_layer_names(setup.config.targets)[0]
     base = pretrained.get_submodule(layer)
     W0 = base.weight.detach().cpu()
@@ -116,15 +119,15 @@ TABLE = (
 
 
 def summary_table(records: list[dict[str, Any]]) -> str:
-    """One row per method: each column's mean over seeds."""
-    columns = {column: aggregate(records, lambda r, key=key: r["summary"][key]) for key, column, _ in TABLE}
+    """One row per method: each column's mean over the seeds that did not diverge."""
     rows = []
-    for i, p in enumerate(columns["rank bound"]):
-        row = {"method": adapters.get(p.method).label, "rank": "-" if p.rank is None else str(p.rank)}
-        for _, column, fmt in TABLE:
-            row[column] = fmt.format(columns[column][i].mean)
+    for (method, rank), summaries in group_summaries(records).items():
+        row = {"method": adapters.get(method).label, "rank": "-" if rank is None else str(rank)}
+        finite = [s for s in summaries if s.get("diverged_at") is None]
+        for key, column, fmt in TABLE:
+            row[column] = fmt.format(np.mean([s[key] for s in finite])) if finite else "diverged"
         rows.append(row)
-    return format_table(rows, ["method", "rank", *columns])
+    return format_table(rows, ["method", "rank", *(column for _, column, _ in TABLE)])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -143,10 +146,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         cli.error(f"--subspace-rank must be a positive integer, got {setup.args.subspace_rank}")
     records = run(setup, setup.args.subspace_rank)
     cfg = setup.config
-    title = f"preset {cfg.preset}, width {cfg.model.width}, layer {records[0]['summary']['layer']}"
+    title = f"preset {cfg.preset}, width {cfg.model.width}, layer {target_layer_names(cfg.targets)[0]}"
     paths = [
-        *save(anatomy_figure(records, title), setup.out / "anatomy"),
-        *save(subspace_figure(records, title), setup.out / "subspace"),
+        *save(anatomy_figure(records, title), setup.out / "anatomy", diverged_note(records)),
+        *save(subspace_figure(records, title), setup.out / "subspace", diverged_note(records)),
     ]
     print(f"mean over {len(setup.seeds)} seed(s); U, V: ΔW's top-r singular vectors; amplification = ‖ΔW‖_F / ‖UᵀW0V‖_F")
     print(summary_table(records))

@@ -14,11 +14,11 @@ from typing import Any, Sequence
 
 import adapters
 from figures.rank import rank_figure
-from figures.records import aggregate
+from figures.records import diverged_note
 from figures.style import save
 from nfl.sweep import Cell
 from studies import adaptability
-from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
+from studies.common import SWEEP_RANKS, StudySetup, format_table, group_summaries, quality_cell, study_parser
 
 
 def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
@@ -33,16 +33,17 @@ def run(setup: StudySetup) -> list[dict[str, Any]]:
 
 def summary_table(records: list[dict[str, Any]]) -> str:
     """One row per (method, rank): parameters, min validation loss and forgetting, mean ± 95% CI."""
-    columns = {"min_val_loss": "min val loss", "forgetting_base_val_loss": "base-task loss after"}
-    points = {key: aggregate(records, lambda r, key=key: r["summary"][key]) for key in columns}
-    rows = []
-    for i, p in enumerate(points["min_val_loss"]):
-        row = {"method": adapters.get(p.method).label, "rank": "-" if p.rank is None else str(p.rank), "params": f"{p.params:,}"}
-        for key, column in columns.items():
-            q = points[key][i]
-            row[column] = f"{q.mean:.4f} ± {q.half:.4f}"
-        rows.append(row)
-    return format_table(rows, ["method", "rank", "params", *columns.values()])
+    rows = [
+        {
+            "method": adapters.get(method).label,
+            "rank": "-" if rank is None else str(rank),
+            "params": f"{summaries[0]['trainable_params']:,}",
+            "min val loss": quality_cell(summaries, "min_val_loss"),
+            "base-task loss after": quality_cell(summaries, "forgetting_base_val_loss"),
+        }
+        for (method, rank), summaries in group_summaries(records).items()
+    ]
+    return format_table(rows, ["method", "rank", "params", "min val loss", "base-task loss after"])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
     records = run(setup)
     cfg = setup.config
-    paths = save(rank_figure(records, f"preset {cfg.preset}, width {cfg.model.width}"), setup.out / "rank")
+    paths = save(rank_figure(records, f"preset {cfg.preset}, width {cfg.model.width}"), setup.out / "rank", diverged_note(records))
     print(summary_table(records))
     print(f"\nrecords: {setup.out / 'rank.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
 

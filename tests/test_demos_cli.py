@@ -45,6 +45,16 @@ def test_anatomy_rejects_a_subspace_rank_below_one(tmp_path: Path, capsys: pytes
     assert not (tmp_path / "anatomy.jsonl").exists()
 
 
+@pytest.mark.parametrize("study", [anatomy, rank])
+def test_diverged_runs_are_recorded_and_the_demos_still_draw(study, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    study.main([*TINY, "--methods", "lora", "--ranks", "2", "--adapt-lr", "1e30", "--out", str(tmp_path)])
+    name = study.__name__.rsplit(".", 1)[1]
+    (record,) = read(tmp_path / f"{name}.jsonl")
+    assert record["summary"]["diverged_at"] >= 1
+    assert "diverged" in capsys.readouterr().out
+    assert_figure(tmp_path / name)
+
+
 def test_rank_sweeps_every_method_and_keeps_the_summaries(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rank.main([*TINY, "--methods", "full,lora,vera", "--ranks", "1,2", "--out", str(tmp_path)])
     records = read(tmp_path / "rank.jsonl")
