@@ -38,8 +38,8 @@ import math
 import torch
 from torch import nn
 
-from adapters.base import Adapter, require_rank
-from adapters.lora import LoRA
+from adapters.base import Adapter, like, require_rank
+from adapters.lora import LoRA, require_alpha
 from adapters.registry import register
 
 
@@ -190,15 +190,14 @@ class AdaLoRA(LoRA):
         # LoRA's A and B are not wanted: only its forward / merged_weight, through factors().
         Adapter.__init__(self, base)
         schedule = {"tinit": tinit, "tfinal": tfinal, "deltaT": deltaT, "beta1": beta1, "beta2": beta2}
-        self.check_arguments(self.out_features, self.in_features, rank, init_rank=init_rank, orth_reg_weight=orth_reg_weight, **schedule)
+        self.check_arguments(self.out_features, self.in_features, rank, init_rank=init_rank, orth_reg_weight=orth_reg_weight, alpha=alpha, **schedule)
         self.rank = rank
         self.init_rank = initial_rank(rank, init_rank)
         self.scaling = (self.init_rank if alpha is None else alpha) / (self.init_rank + 1e-5)
         self.orth_reg_weight = orth_reg_weight
-        like = {"dtype": base.weight.dtype, "device": base.weight.device}
-        self.Q = nn.Parameter(torch.empty(self.init_rank, self.in_features, **like))  # right singular vectors
-        self.Lambda = nn.Parameter(torch.zeros(self.init_rank, **like))  # singular values
-        self.P = nn.Parameter(torch.empty(self.out_features, self.init_rank, **like))  # left singular vectors
+        self.Q = nn.Parameter(torch.empty(self.init_rank, self.in_features, **like(base)))  # right singular vectors
+        self.Lambda = nn.Parameter(torch.zeros(self.init_rank, **like(base)))  # singular values
+        self.P = nn.Parameter(torch.empty(self.out_features, self.init_rank, **like(base)))  # left singular vectors
         nn.init.normal_(self.Q, std=0.02, generator=generator)
         nn.init.normal_(self.P, std=0.02, generator=generator)
         # A plain attribute, not a submodule: the allocator is shared and holds no parameters.
@@ -219,6 +218,7 @@ class AdaLoRA(LoRA):
         deltaT: int,
         beta1: float,
         beta2: float,
+        alpha: float | None = None,
         **_: object,
     ) -> None:
         # Called with every hyper-parameter filled in (by the registry or __init__): no defaults here.
@@ -227,6 +227,7 @@ class AdaLoRA(LoRA):
         if init_rank is not None:
             require_rank(label, init_rank, 1, None)
         require_rank(label, rank, 1, initial_rank(rank, init_rank), "init_rank")
+        require_alpha(label, alpha)
         for name, steps in (("tinit", tinit), ("tfinal", tfinal)):
             if steps is not None and steps < 0:
                 raise ValueError(f"{label} needs {name} >= 0 steps (or None), got {steps}")

@@ -81,6 +81,11 @@ class Adapter(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
 
+def like(layer: nn.Linear) -> dict[str, torch.dtype | torch.device]:
+    """dtype and device of ``layer``'s weight: adapter tensors are created to match them."""
+    return {"dtype": layer.weight.dtype, "device": layer.weight.device}
+
+
 def require_rank(label: str, rank: int, low: int, high: int | None, bound: str = "") -> None:
     """Raise ``ValueError("<label> needs low <= rank <= bound = high, got rank")`` when out of range."""
     if not isinstance(rank, int) or isinstance(rank, bool):

@@ -12,7 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapters.base import Adapter
+from adapters.base import Adapter, like, require_rank
+
+
+def require_alpha(label: str, alpha: float | None) -> None:
+    """alpha is None (meaning r) or positive: the scaling alpha / r must be a positive number."""
+    if alpha is not None and not alpha > 0:
+        raise ValueError(f"{label} needs alpha > 0, got {alpha}")
 from adapters.registry import register
 
 
@@ -27,14 +33,23 @@ class LoRA(Adapter):
     trainable_names = ("lora_A", "lora_B")
 
     def __init__(self, base: nn.Linear, rank: int, *, generator: torch.Generator, shared: None = None, alpha: float | None = None):
-        super().__init__(base)
-        self.check_arguments(self.out_features, self.in_features, rank, alpha=alpha)
+        self.check_arguments(base.out_features, base.in_features, rank, alpha=alpha)
+        self.init_low_rank(base, rank, alpha)
+        self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, **like(base)))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5), generator=generator)
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, **like(base)))
+
+    def init_low_rank(self, base: nn.Linear, rank: int, alpha: float | None) -> None:
+        """What the whole family shares before creating its own factors: the contract's set-up,
+        r and the scaling alpha / r (alpha defaults to r, so the scaling to 1)."""
+        Adapter.__init__(self, base)
         self.rank = rank
         self.scaling = (rank if alpha is None else alpha) / rank
-        like = {"dtype": base.weight.dtype, "device": base.weight.device}
-        self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, **like))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5), generator=generator)
-        self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, **like))
+
+    @classmethod
+    def check_arguments(cls, out_features: int, in_features: int, rank: int, **hparams) -> None:
+        require_rank(cls.label(), rank, 1, None)
+        require_alpha(cls.label(), hparams.get("alpha"))
 
     # Methods whose update is a scaled product of two thin factors (PiSSA, DoRA, VeRA, ProLoRA,
     # AdaLoRA, MoS) subclass LoRA and override these two hooks instead of forward/merge.

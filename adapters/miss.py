@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapters.base import Adapter, require_rank
+from adapters.base import Adapter, like, require_rank
 from adapters.registry import register
 
 
@@ -41,7 +41,7 @@ class _ShardSharing(Adapter):
         super().__init__(base)
         self.check_arguments(self.out_features, self.in_features, rank)
         self.rank = rank
-        self.D = nn.Parameter(torch.zeros(shape, dtype=base.weight.dtype, device=base.weight.device))
+        self.D = nn.Parameter(torch.zeros(shape, **like(base)))
 
     def expand(self) -> torch.Tensor:  # pragma: no cover - abstract
         """The dense d x k update ΔW built from D."""

@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from adapters.base import Adapter, require_rank
-from adapters.lora import LoRA
+from adapters.base import like, require_rank
+from adapters.lora import LoRA, require_alpha
 from adapters.registry import register
 
 
@@ -96,9 +96,7 @@ class MoS(LoRA):
     ):
         hparams = {"pool_rank": pool_rank, "private_rank": private_rank, "shards_per_vector": shards_per_vector}
         self.check_arguments(base.out_features, base.in_features, rank, alpha=alpha, **hparams)
-        Adapter.__init__(self, base)
-        self.rank = rank
-        self.scaling = (rank if alpha is None else alpha) / rank
+        self.init_low_rank(base, rank, alpha)
         if shared is None:
             shared = self.make_shared([base], rank, generator, **hparams)
         pool = shared[(self.out_features, self.in_features)]
@@ -126,21 +124,19 @@ class MoS(LoRA):
             raise ValueError(f"{cls.label()} needs 0 <= private_rank <= min(rank, pool_rank) = {min(rank, R_v)}, got {private_rank!r}")
         if p == R_v and rank != R_v:
             raise ValueError(f"{cls.label()} with private_rank = pool_rank = {R_v} has no shared shards, so it needs rank = {R_v}, got {rank}")
-        if alpha is not None and not alpha > 0:
-            raise ValueError(f"{cls.label()} needs alpha > 0, got {alpha}")
+        require_alpha(cls.label(), alpha)
 
     @classmethod
     def make_shared(cls, layers: list[nn.Linear], rank: int, generator: torch.Generator, *, pool_rank: int | None, shards_per_vector: int, **hparams: Any) -> dict[tuple[int, int], ShardPool]:
         """One trainable pool pair per layer shape (d, k), sized for the layers of that shape."""
         l, R_v = shards_per_vector, pool_rank_for(rank, pool_rank)
-        like = {"dtype": layers[0].weight.dtype, "device": layers[0].weight.device}
         pools = {}
         for d, k in dict.fromkeys((layer.out_features, layer.in_features) for layer in layers):
             owners = tuple(layer for layer in layers if (layer.out_features, layer.in_features) == (d, k))
             shards = R_v * len(owners) * l
             bound = 1 / math.sqrt(k)  # the fan-in of a whole row of A, l shards long
-            A = nn.Parameter(torch.empty(shards, k // l, **like).uniform_(-bound, bound, generator=generator))
-            B = nn.Parameter(torch.zeros(shards, d // l, **like))
+            A = nn.Parameter(torch.empty(shards, k // l, **like(layers[0])).uniform_(-bound, bound, generator=generator))
+            B = nn.Parameter(torch.zeros(shards, d // l, **like(layers[0])))
             pools[(d, k)] = ShardPool(A, B, owners)
         return pools
 

@@ -18,8 +18,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from adapters.base import require_rank
-from adapters.lora import LoRA
+from adapters.base import like, require_rank
+from adapters.lora import LoRA, require_alpha
 from adapters.registry import register
 
 
@@ -50,21 +50,19 @@ class PiSSA(LoRA):
         niter: int | None = None,
     ):
         self.check_arguments(base.out_features, base.in_features, rank, alpha=alpha, niter=niter)
-        super().__init__(base, rank, generator=generator, alpha=alpha)
+        self.init_low_rank(base, rank, alpha)
         U_r, S_r, Vh_r = self.singular_triplets(generator, niter)
         root = (S_r / self.scaling).sqrt()
-        like = self.base_weight
+        self.lora_A = nn.Parameter((root[:, None] * Vh_r).to(**like(base)))
+        self.lora_B = nn.Parameter((U_r * root).to(**like(base)))
         with torch.no_grad():
-            self.lora_A.copy_((root[:, None] * Vh_r).to(like))
-            self.lora_B.copy_((U_r * root).to(like))
             # From the stored factors, so that residual + s B A == W0 up to one rounding.
             self.register_buffer("residual", self.base_weight - self.scaling * (self.lora_B @ self.lora_A))
 
     @classmethod
     def check_arguments(cls, out_features: int, in_features: int, rank: int, *, alpha: float | None = None, niter: int | None = None) -> None:
         require_rank(cls.label(), rank, 1, min(out_features, in_features), bound="min(out, in)")
-        if alpha is not None and not alpha > 0:
-            raise ValueError(f"{cls.label()} needs alpha > 0 (the singular values are divided by alpha / r), got {alpha}")
+        require_alpha(cls.label(), alpha)
         if niter is not None and (isinstance(niter, bool) or not isinstance(niter, int) or niter < 0):
             raise ValueError(f"{cls.label()} needs niter = None (full SVD) or an integer >= 0, got {niter!r}")
 

@@ -22,8 +22,8 @@ import math
 import torch
 from torch import nn
 
-from adapters.base import Adapter, require_rank
-from adapters.lora import LoRA
+from adapters.base import like, require_rank
+from adapters.lora import LoRA, require_alpha
 from adapters.registry import register
 
 
@@ -63,19 +63,17 @@ class ProLoRA(LoRA):
         alpha: float | None = None,
     ):
         self.check_arguments(base.out_features, base.in_features, rank, unshared_rank=unshared_rank, m=m, n=n, alpha=alpha)
-        Adapter.__init__(self, base)
+        self.init_low_rank(base, rank, alpha)
         d, k = self.out_features, self.in_features
-        self.rank, self.m, self.n = rank, m, n
-        self.scaling = (rank if alpha is None else alpha) / rank
+        self.m, self.n = m, n
         shared_rank = rank - unshared_rank
         self.stride_A = max(shared_rank // m, 1)
         self.stride_B = max(shared_rank // n, 1)
-        like = {"dtype": base.weight.dtype, "device": base.weight.device}
         bound = 1 / math.sqrt(k)  # rectified: the fan-in of the whole row, not of a chunk
-        self.A0 = nn.Parameter(torch.empty(shared_rank, math.ceil(k / m), **like).uniform_(-bound, bound, generator=generator))
-        self.A_u = nn.Parameter(torch.empty(unshared_rank, k, **like).uniform_(-bound, bound, generator=generator))
-        self.B0 = nn.Parameter(torch.zeros(math.ceil(d / n), shared_rank, **like))
-        self.B_u = nn.Parameter(torch.zeros(d, unshared_rank, **like))
+        self.A0 = nn.Parameter(torch.empty(shared_rank, math.ceil(k / m), **like(base)).uniform_(-bound, bound, generator=generator))
+        self.A_u = nn.Parameter(torch.empty(unshared_rank, k, **like(base)).uniform_(-bound, bound, generator=generator))
+        self.B0 = nn.Parameter(torch.zeros(math.ceil(d / n), shared_rank, **like(base)))
+        self.B_u = nn.Parameter(torch.zeros(d, unshared_rank, **like(base)))
 
     @classmethod
     def check_arguments(cls, out_features: int, in_features: int, rank: int, *, unshared_rank: int = 1, m: int = 2, n: int = 2, alpha: float | None = None) -> None:
@@ -85,8 +83,7 @@ class ProLoRA(LoRA):
         for name, value in (("m", m), ("n", n)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{cls.label()} needs an integer sharing rate {name} >= 1, got {value!r}")
-        if alpha is not None and not alpha > 0:
-            raise ValueError(f"{cls.label()} needs alpha > 0, got {alpha}")
+        require_alpha(cls.label(), alpha)
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, A): the rotated broadcasts of B0 (d x r') and A0 (r' x k), then the unshared ranks."""

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adapters.base import Adapter, require_rank
+from adapters.base import like, require_rank
 from adapters.lora import LoRA
 from adapters.registry import register
 
@@ -53,17 +53,14 @@ class VeRA(LoRA):
         projection_seed: int = 0,
     ):
         self.check_arguments(base.out_features, base.in_features, rank, d_initial=d_initial, projection_seed=projection_seed)
-        Adapter.__init__(self, base)
-        self.rank = rank
-        self.scaling = 1.0
+        self.init_low_rank(base, rank, alpha=None)  # VeRA has no alpha: the scaling is 1
         if shared is None:
             shared = self.make_shared([base], rank, generator, projection_seed=projection_seed)
         vera_A, vera_B = shared
         self.register_buffer("vera_A", vera_A)
         self.register_buffer("vera_B", vera_B)
-        like = {"dtype": base.weight.dtype, "device": base.weight.device}
-        self.lambda_b = nn.Parameter(torch.zeros(self.out_features, **like))
-        self.lambda_d = nn.Parameter(torch.full((rank,), float(d_initial), **like))
+        self.lambda_b = nn.Parameter(torch.zeros(self.out_features, **like(base)))
+        self.lambda_d = nn.Parameter(torch.full((rank,), float(d_initial), **like(base)))
 
     @classmethod
     def check_arguments(cls, out_features: int, in_features: int, rank: int, *, d_initial: float = 0.1, projection_seed: int = 0) -> None:
@@ -79,8 +76,7 @@ class VeRA(LoRA):
         projection = torch.Generator().manual_seed(projection_seed)
         vera_A = _kaiming_uniform((rank, max(layer.in_features for layer in layers)), projection)
         vera_B = _kaiming_uniform((max(layer.out_features for layer in layers), rank), projection)
-        like = {"dtype": layers[0].weight.dtype, "device": layers[0].weight.device}
-        return vera_A.to(**like), vera_B.to(**like)
+        return vera_A.to(**like(layers[0])), vera_B.to(**like(layers[0]))
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(diag(lambda_b) B diag(lambda_d), A), with A and B sliced to this layer: d x r and r x k."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -114,6 +115,14 @@ def test_seeded_initialisation_is_deterministic(method: str) -> None:
     assert first.keys() == second.keys()
     for name in first:
         assert torch.equal(first[name], second[name]), name
+
+
+@pytest.mark.parametrize("method", [m for m in ADAPTER_METHODS if "alpha" in adapters.get(m).hparam_defaults()])
+def test_a_non_positive_alpha_is_a_clear_error(method: str) -> None:
+    label = adapters.get(method).label
+    for alpha in (0.0, -1.0):
+        with pytest.raises(ValueError, match=f"{re.escape(label)} needs alpha > 0, got {alpha}"):
+            adapters.build(method, TwoLayer().layer1, alpha=alpha)
 
 
 def test_unknown_method_names_the_available_ones() -> None:
