@@ -6,9 +6,8 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from figures.records import by_method
+from figures.records import Point, by_method
 from figures.style import method_style
-from figures.records import Point
 
 
 def timing_points(records: list[dict[str, Any]]) -> list[Point]:

@@ -99,7 +99,7 @@ class HostClock:
 
 
 def cpu_name() -> str:
-    """The processor's name as ``platform`` reports it (as nfl.results records it)."""
+    """The processor's name as ``platform`` reports it."""
     return platform.processor() or platform.machine()
 
 

@@ -6,13 +6,14 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
+
+from nfl.devices import cpu_name
 
 
 def git_commit() -> str | None:
@@ -29,7 +30,7 @@ def git_commit() -> str | None:
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Versions, device and thread count: enough to trace a number back to how it was made."""
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -39,7 +40,6 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "device_name": name,
         "cpu_threads": torch.get_num_threads(),
         "git_commit": git_commit(),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
     }
 
 

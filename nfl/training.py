@@ -15,7 +15,7 @@ from torch import nn
 import adapters as registry
 from adapters.base import Adapter
 from nfl.config import ExperimentConfig
-from nfl.metrics import grad_norm, trainable_parameters
+from nfl.metrics import count_trainable, grad_norm, trainable_parameters
 from nfl.model import MLP, make_mlp, target_layer_names
 from nfl.tasks import Dataset, TaskData
 
@@ -177,4 +177,4 @@ def adapt(pretrained: nn.Module, method: str, cfg: ExperimentConfig, data: Datas
     model, attached = prepare(pretrained, method, cfg, rank, seed, **hparams)
     device = next(model.parameters()).device
     history = train(model, data.to(device), cfg.train.adapt_epochs, cfg.train.adaptation_lr, hooks=attached)
-    return Adapted(model, attached, history, sum(p.numel() for p in trainable_parameters(model)))
+    return Adapted(model, attached, history, count_trainable(model))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from nfl.metrics import training_memory
+from nfl.metrics import count_trainable, training_memory
 from nfl.sweep import Cell
 from nfl.timing import time_train_step, train_step_peak_bytes
 from nfl.training import prepare
@@ -30,7 +30,7 @@ def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
     timing = time_train_step(model, hooks, data.shifted, cfg.train.lr, setup.device, options=timing_options(setup), **steps)
     # Only CUDA reports a measured peak; on the CPU it is "unavailable", so build nothing for it.
     peak = train_step_peak_bytes(*fresh(), data.shifted, cfg.train.lr, setup.device, **steps) if setup.device.type == "cuda" else None
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    params = count_trainable(model)
     return {
         "timing": timing.to_dict(),
         "memory": {**memory, "measured_peak": peak},
