@@ -38,7 +38,10 @@ class TaskConfig:
         choices=("fourier_sine", "elementwise_sine"),
     )
     n_train: int = _field(50, "training samples (noisy targets)")
-    n_val: int = _field(100, "validation samples (noise-free targets)")
+    n_val: int = _field(100, "validation samples (noise-free targets; they select learning rates and steps)")
+    n_test: int | None = _field(
+        None, "test samples (noise-free, held out: every reported loss); default the validation size", type=int
+    )
     noise_std: float = _field(0.05, "std of the Gaussian noise added to training targets")
     base_frequency: float = _field(2.0, "base target sin(base_frequency * pi * u + phase)")
     shift_amplitude: float = _field(0.3, "the shift adds shift_amplitude * cos(shift_frequency * pi * u + phase)")
@@ -48,9 +51,14 @@ class TaskConfig:
     )
     task_seed: int = _field(0, "fourier_sine: seed of the fixed encoding and phases (the task itself)")
 
+    @property
+    def test_size(self) -> int:
+        return self.n_val if self.n_test is None else self.n_test
+
     def __post_init__(self) -> None:
         _require(self.n_train >= 1, f"n_train must be >= 1, got {self.n_train}")
         _require(self.n_val >= 1, f"n_val must be >= 1, got {self.n_val}")
+        _require(self.n_test is None or self.n_test >= 1, f"n_test must be >= 1, got {self.n_test}")
         _require(self.noise_std >= 0, f"noise_std must be >= 0, got {self.noise_std}")
 
 

@@ -23,12 +23,15 @@ from nfl.config import TaskConfig
 
 @dataclass(frozen=True)
 class Dataset:
-    """Training (noisy) and validation (noise-free) samples of one target function."""
+    """Training (noisy), validation (noise-free, selects) and test (noise-free, held out, reports)
+    samples of one target function."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
 
     @property
     def zero_loss(self) -> float:
@@ -36,7 +39,8 @@ class Dataset:
         return float(self.y_val.pow(2).mean())
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Dataset:
-        return Dataset(*(t.to(device=device, dtype=dtype) for t in (self.x_train, self.y_train, self.x_val, self.y_val)))
+        tensors = (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test)
+        return Dataset(*(t.to(device=device, dtype=dtype) for t in tensors))
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,12 @@ class _Task:
         u_val = self.sample_latent(self.cfg.n_val, generator)
         y_train = self.targets(u_train, shifted)
         y_train = y_train + self.cfg.noise_std * torch.randn(y_train.shape, generator=generator, dtype=torch.float64)
-        return Dataset(self.inputs(u_train), y_train, self.inputs(u_val), self.targets(u_val, shifted))
+        # Drawn last, so adding the test split left the train and validation samples as they were.
+        u_test = self.sample_latent(self.cfg.test_size, generator)
+        return Dataset(
+            self.inputs(u_train), y_train, self.inputs(u_val), self.targets(u_val, shifted),
+            self.inputs(u_test), self.targets(u_test, shifted),
+        )
 
 
 def make_task_data(cfg: TaskConfig, width: int, seed: int, dtype: torch.dtype = torch.float32) -> TaskData:

@@ -28,7 +28,8 @@ class DegenerateTaskWarning(UserWarning):
 class History:
     """Per-step record of one training run.
 
-    ``val_loss[0]`` is measured before the first step and ``val_loss[i]`` after step i;
+    ``val_loss[0]`` is measured before the first step and ``val_loss[i]`` after step i, and
+    ``test_loss`` alike on the held-out test split (it never selects anything);
     ``train_loss[i-1]`` and ``grad_norm[i-1]`` belong to step i (the loss it minimised, regulariser
     included, and the L2 norm of its gradient over the trainable parameters).
 
@@ -40,6 +41,7 @@ class History:
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
     diverged_at: int | None = None
 
@@ -52,7 +54,10 @@ class History:
         return self.val_loss[-1]
 
     def to_dict(self) -> dict[str, list[float] | int | None]:
-        return {"train_loss": self.train_loss, "val_loss": self.val_loss, "grad_norm": self.grad_norm, "diverged_at": self.diverged_at}
+        return {
+            "train_loss": self.train_loss, "val_loss": self.val_loss, "test_loss": self.test_loss,
+            "grad_norm": self.grad_norm, "diverged_at": self.diverged_at,
+        }
 
 
 @torch.no_grad()
@@ -101,20 +106,22 @@ def train(model: nn.Module, data: Dataset, epochs: int, lr: float, hooks: Sequen
     """
     params = trainable_parameters(model)
     optimizer = torch.optim.Adam(params, lr=lr)
-    history = History(val_loss=[evaluate(model, data.x_val, data.y_val)])
+    history = History(val_loss=[evaluate(model, data.x_val, data.y_val)], test_loss=[evaluate(model, data.x_test, data.y_test)])
 
     def record_grad_norm() -> None:
         history.grad_norm.append(float(grad_norm(params)))
 
     if not math.isfinite(history.val_loss[0]):
         history.val_loss.clear()
+        history.test_loss.clear()
         history.diverged_at = 0
         return history
     for step in range(epochs):
         loss = optimisation_step(model, optimizer, data.x_train, data.y_train, hooks, step, epochs, record_grad_norm)
         history.train_loss.append(float(loss))
         history.val_loss.append(evaluate(model, data.x_val, data.y_val))
-        lists = (history.train_loss, history.grad_norm, history.val_loss)
+        history.test_loss.append(evaluate(model, data.x_test, data.y_test))
+        lists = (history.train_loss, history.grad_norm, history.val_loss, history.test_loss)
         if not all(math.isfinite(values[-1]) for values in lists):
             for values in lists:
                 if not math.isfinite(values[-1]):

@@ -17,7 +17,7 @@ DOUBLE = torch.float64
 def data(seed: int = 0, dtype: torch.dtype = DOUBLE) -> Dataset:
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(24, 16, generator=g, dtype=dtype), torch.randn(24, 10, generator=g, dtype=dtype)
-    return Dataset(x, y, x, y)
+    return Dataset(x, y, x, y, x, y)
 
 
 def cubic_budget(step: int, total: int, tinit: int, tfinal: int, initial: int, target: int) -> int:

@@ -85,7 +85,7 @@ def test_only_the_adapter_moves(method: str, targets: str) -> None:
     initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(24, 16, generator=g), torch.randn(24, 10, generator=g)
-    train(model, Dataset(x, y, x, y), epochs=6, lr=1e-2, hooks=attached)
+    train(model, Dataset(x, y, x, y, x, y), epochs=6, lr=1e-2, hooks=attached)
 
     for name, tensor in frozen.items():
         if name.endswith(("base_weight", "bias")):

@@ -122,7 +122,7 @@ def test_rank_allocation_matches_peft_step_by_step(deltaT: int) -> None:
     x, y = inputs()
 
     snapshot = Snapshot([mine for mine, _ in pairs])
-    train(model, Dataset(x, y, x, y), epochs=total, lr=1e-2, hooks=[*ours, snapshot])
+    train(model, Dataset(x, y, x, y, x, y), epochs=total, lr=1e-2, hooks=[*ours, snapshot])
 
     # PEFT's documented loop: backward, optimiser step, update_and_allocate, zero_grad. PEFT 0.21
     # leaves ranknum (= init_r, a constant in the authors' code) requires_grad=True; it is kept

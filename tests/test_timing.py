@@ -137,7 +137,7 @@ def test_time_init_times_build_and_leaves_the_layer_untouched() -> None:
 
 def tiny_data() -> Dataset:
     g = torch.Generator().manual_seed(0)
-    return Dataset(torch.randn(8, 16, generator=g), torch.randn(8, 10, generator=g), torch.randn(4, 16, generator=g), torch.randn(4, 10, generator=g))
+    return Dataset(torch.randn(8, 16, generator=g), torch.randn(8, 10, generator=g), torch.randn(4, 16, generator=g), torch.randn(4, 10, generator=g), torch.randn(4, 16, generator=g), torch.randn(4, 10, generator=g))
 
 
 def test_train_step_is_warmed_up_and_calls_on_step_mid_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
