@@ -19,12 +19,14 @@ from tqdm import tqdm
 
 from nfl.results import ResultStore
 
-CELL_FIELDS = ("study", "method", "rank", "seed", "width", "device", "config_hash")
+CELL_FIELDS = ("study", "method", "rank", "seed", "width", "device", "config_hash", "lr", "measurement")
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One unit of a sweep; its fields identify its record in the store."""
+    """One unit of a sweep; its fields identify its record in the store: everything that changes
+    its numbers. ``lr`` is the adaptation learning rate of a quality cell (None: the config's);
+    ``measurement`` names how a timing cell is measured (None for quality cells)."""
 
     study: str
     method: str
@@ -33,6 +35,8 @@ class Cell:
     width: int
     device: str
     config_hash: str
+    lr: float | None = None
+    measurement: str | None = None
 
     def key(self) -> tuple:
         return tuple(asdict(self).values())
