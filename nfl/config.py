@@ -11,8 +11,11 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
 
 TaskKind = Literal["fourier_sine", "elementwise_sine"]
 Targets = Literal["layer1", "layer2", "all"]
@@ -72,6 +75,31 @@ class ModelConfig:
         _require(self.width >= 1, f"width must be a positive integer, got {self.width}")
 
 
+def log_grid(lo: float, hi: float, n: int) -> tuple[float, ...]:
+    """``n`` log-spaced values from ``lo`` to ``hi`` inclusive (rounded to 3 significant digits)."""
+    _require(0 < lo <= hi and n >= 1 and (n == 1) == (lo == hi), f"a grid lo:hi:n needs 0 < lo < hi and n >= 2 (or lo == hi, n == 1), got {lo}:{hi}:{n}")
+    return tuple(float(f"{v:.3g}") for v in np.geomspace(lo, hi, n))
+
+
+def parse_lr_grid(text: str) -> tuple[float, ...]:
+    """``'1e-3,1e-2'`` (a comma list) or ``'1e-4:1e-1:7'`` (lo:hi:n, log-spaced)."""
+    try:
+        if ":" in text:
+            lo, hi, n = text.split(":")
+            return log_grid(float(lo), float(hi), int(n))
+        grid = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as error:
+        if "grid" in str(error):
+            raise
+        raise ValueError(f"--lr-grid takes a comma list or lo:hi:n, got {text!r}") from None
+    _require(bool(grid), f"--lr-grid names no learning rate: {text!r}")
+    return grid
+
+
+def format_lr_grid(grid: tuple[float, ...]) -> str:
+    return ",".join(f"{lr:g}" for lr in grid)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation: Adam, full batch, one step per epoch."""
@@ -80,8 +108,20 @@ class TrainConfig:
     adapt_lr: float | None = _field(None, "Adam learning rate for adaptation, if not lr", type=float)
     pretrain_epochs: int = _field(250, "full-batch Adam steps on the base task")
     adapt_epochs: int = _field(100, "full-batch Adam steps on the shifted task")
+    lr_grid: tuple[float, ...] | None = _field(
+        None,
+        "adaptation learning rates each (method, rank) is tuned over, chosen by mean validation loss over "
+        "seeds (comma list or lo:hi:n, log-spaced); unset: the one adaptation lr",
+        type=parse_lr_grid, format=format_lr_grid, metavar="GRID",
+    )
 
     def __post_init__(self) -> None:
+        if self.lr_grid is not None:  # from JSON, a list
+            object.__setattr__(self, "lr_grid", tuple(float(lr) for lr in self.lr_grid))
+            _require(
+                bool(self.lr_grid) and all(math.isfinite(lr) and lr > 0 for lr in self.lr_grid),
+                f"lr_grid needs finite learning rates > 0, got {self.lr_grid}",
+            )
         _require(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _require(self.adapt_lr is None or self.adapt_lr > 0, f"adapt_lr must be > 0, got {self.adapt_lr}")
         _require(self.pretrain_epochs >= 0, f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
@@ -90,6 +130,15 @@ class TrainConfig:
     @property
     def adaptation_lr(self) -> float:
         return self.lr if self.adapt_lr is None else self.adapt_lr
+
+    @property
+    def adaptation_lrs(self) -> tuple[float, ...]:
+        """The learning rates a (method, rank) is adapted at: the grid, or the one adaptation lr."""
+        return self.adaptation_lr_grid if self.lr_grid is not None else (self.adaptation_lr,)
+
+    @property
+    def adaptation_lr_grid(self) -> tuple[float, ...]:
+        return tuple(sorted(set(self.lr_grid or ())))
 
 
 @dataclass(frozen=True)
@@ -114,8 +163,14 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """A short stable hash of every setting, to recognise records made with the same config."""
-        blob = json.dumps(self.to_dict(), sort_keys=True)
+        """A short stable hash of every setting, to recognise records made with the same config.
+
+        The adaptation learning rates are left out: they choose which cells run, and each quality
+        cell carries its own lr, so widening the grid reuses the runs already made."""
+        settings = self.to_dict()
+        for name in ("lr_grid", "adapt_lr"):
+            settings["train"].pop(name)
+        blob = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @classmethod
@@ -133,8 +188,11 @@ class ExperimentConfig:
 PRESETS: dict[str, ExperimentConfig] = {
     # Appendix C of the MiSS paper, exactly. Degenerate: see DESIGN.md; the pipeline warns.
     "paper": ExperimentConfig(preset="paper", task=TaskConfig(kind="elementwise_sine")),
-    # The same experiment on a task the MLP can learn from 50 samples.
-    "default": ExperimentConfig(preset="default"),
+    # The same experiment on a task the MLP can learn from 50 samples, every Linear adapted and each
+    # method at its own learning rate from a half-decade grid (docs/design.md, the comparison protocol).
+    "default": ExperimentConfig(
+        preset="default", targets="all", train=TrainConfig(lr_grid=log_grid(1e-4, 1e-1, 7))
+    ),
 }
 
 
@@ -177,7 +235,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
             else:
-                kwargs["metavar"] = f.name.upper()
+                kwargs["metavar"] = f.metadata.get("metavar", f.name.upper())
+        if shown is not None and "format" in f.metadata:
+            shown = f.metadata["format"](shown)
         group.add_argument(flag, help=f"{f.metadata['help']} (default preset: {shown})", **kwargs)
 
 
@@ -189,6 +249,10 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         value = getattr(args, f"cfg_{f.name}", None)
         if value is not None:
             overrides.setdefault(section, {})[f.name] = value
+    train = overrides.get("train", {})
+    if "adapt_lr" in train:  # one fixed adaptation lr: a one-point grid
+        _require("lr_grid" not in train, "give --adapt-lr (one learning rate) or --lr-grid, not both")
+        train["lr_grid"] = None
     for section, values in overrides.items():
         if section is None:
             cfg = dataclasses.replace(cfg, **values)
@@ -205,11 +269,11 @@ def config_to_argv(cfg: ExperimentConfig, skip: set[str] = frozenset()) -> list[
         if f.name in skip:
             continue
         value, default = (getattr(getattr(c, section), f.name) if section else getattr(c, f.name) for c in (cfg, reference))
-        if value == default:
+        if value == default or value is None:  # None differs from a preset's grid only by --adapt-lr
             continue
         flag = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag[2:])
         else:
-            argv += [flag, str(value)]
+            argv += [flag, f.metadata.get("format", str)(value)]
     return argv

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nfl import seeds
 from nfl.config import TaskConfig
 
 
@@ -101,9 +102,9 @@ class _Task:
 
 
 def make_task_data(cfg: TaskConfig, width: int, seed: int, dtype: torch.dtype = torch.float32) -> TaskData:
-    """Base and shifted datasets for one seed, on the CPU (move them with ``.to``)."""
+    """Base and shifted datasets for run ``seed`` (its task stream), on the CPU (move them with ``.to``)."""
     task = _Task(cfg, width)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeds.generator(seed, "task")
     base = task.dataset(shifted=False, generator=generator)
     shifted = task.dataset(shifted=True, generator=generator)
     return TaskData(base, shifted).to("cpu", dtype)

@@ -14,6 +14,7 @@ from torch import nn
 
 import adapters as registry
 from adapters.base import Adapter
+from nfl import seeds
 from nfl.config import ExperimentConfig
 from nfl.metrics import count_trainable, grad_norm, trainable_parameters
 from nfl.model import MLP, make_mlp, target_layer_names
@@ -98,6 +99,20 @@ def optimisation_step(
     return loss.detach()
 
 
+def _norm_of_gradient(loss: torch.Tensor, params: list[nn.Parameter]) -> float:
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads if g is not None])))
+
+
+def initial_gradient_norms(model: nn.Module, data: Dataset, hooks: Sequence[Adapter] = ()) -> tuple[float, float | None]:
+    """L2 norms over the trainable parameters, before the first step, of the task loss's gradient and
+    of the regularisers' alone (None without one): Figure 1 measures the task, never the two summed."""
+    params = trainable_parameters(model)
+    task = _norm_of_gradient(F.mse_loss(model(data.x_train), data.y_train), params)
+    terms = [extra for extra in (hook.regularization() for hook in hooks) if extra is not None]
+    return task, (_norm_of_gradient(sum(terms), params) if terms else None)
+
+
 def train(model: nn.Module, data: Dataset, epochs: int, lr: float, hooks: Sequence[Adapter] = ()) -> History:
     """Full-batch Adam on ``data`` for ``epochs`` steps of :func:`optimisation_step`.
 
@@ -139,7 +154,7 @@ def set_determinism() -> None:
 def pretrain(cfg: ExperimentConfig, data: TaskData, seed: int, device: str | torch.device = "cpu") -> tuple[MLP, History]:
     """Train a fresh MLP on the base task; warn when it ends no better than the zero predictor."""
     set_determinism()
-    model = make_mlp(cfg.model, seed, device=device)
+    model = make_mlp(cfg.model, seeds.derive(seed, "model"), device=device)
     history = train(model, data.base.to(device), cfg.train.pretrain_epochs, cfg.train.lr)
     if history.diverged_at is not None:
         warnings.warn(DegenerateTaskWarning(f"pretraining diverged at step {history.diverged_at} (lr {cfg.train.lr}): every adaptation will too"), stacklevel=2)
@@ -166,9 +181,10 @@ class Adapted:
 
 
 def prepare(pretrained: nn.Module, method: str, cfg: ExperimentConfig, rank: int | None, seed: int, **hparams) -> tuple[nn.Module, list[Adapter]]:
-    """A copy of ``pretrained`` with ``method`` attached; the pretrained model is left as it was."""
+    """A copy of ``pretrained`` with ``method`` attached from run ``seed``'s stream for this method;
+    the pretrained model is left as it was."""
     model = copy.deepcopy(pretrained)
-    attached = registry.attach(model, method, cfg.targets, rank=rank, seed=seed, **hparams)
+    attached = registry.attach(model, method, cfg.targets, rank=rank, seed=seeds.derive(seed, "adapter", method), **hparams)
     if cfg.train_unadapted_layers:
         covered = set(target_layer_names(cfg.targets))
         for name, module in model.named_children():
@@ -177,11 +193,16 @@ def prepare(pretrained: nn.Module, method: str, cfg: ExperimentConfig, rank: int
     return model, attached
 
 
-def adapt(pretrained: nn.Module, method: str, cfg: ExperimentConfig, data: Dataset, rank: int | None = None, seed: int | None = None, **hparams) -> Adapted:
-    """Adapt a copy of ``pretrained`` to ``data`` (the shifted task) with ``method``."""
+def adapt(
+    pretrained: nn.Module, method: str, cfg: ExperimentConfig, data: Dataset, rank: int | None = None,
+    seed: int | None = None, lr: float | None = None, **hparams,
+) -> Adapted:
+    """Adapt a copy of ``pretrained`` to ``data`` (the shifted task) with ``method`` at ``lr``
+    (default: the config's adaptation lr)."""
     set_determinism()
     seed = cfg.seed if seed is None else seed
     model, attached = prepare(pretrained, method, cfg, rank, seed, **hparams)
     device = next(model.parameters()).device
-    history = train(model, data.to(device), cfg.train.adapt_epochs, cfg.train.adaptation_lr, hooks=attached)
+    lr = cfg.train.adaptation_lr if lr is None else lr
+    history = train(model, data.to(device), cfg.train.adapt_epochs, lr, hooks=attached)
     return Adapted(model, attached, history, count_trainable(model))

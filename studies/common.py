@@ -13,9 +13,9 @@ import torch
 
 import adapters
 from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv
-from nfl.model import target_layer_names
 from nfl.results import ResultStore, environment
 from nfl.stats import mean_ci
+from nfl.seeds import Run
 from nfl.sweep import Cell, SweepInterrupted, run_cells
 from nfl.tasks import TaskData, make_task_data
 from nfl.training import History, pretrain
@@ -31,7 +31,7 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one): " + ",".join(adapters.names()))
     parser.add_argument("--ranks", default=None, help=f"comma-separated ranks (default: {ranks_help})")
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
-    parser.add_argument("--quick", action="store_true", help="one seed and fewer timing repeats, same outputs")
+    parser.add_argument("--quick", action="store_true", help="one seed, at most three grid learning rates and fewer timing repeats, same outputs")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: torch's, i.e. the cores); recorded in every record's environment")
     parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
     add_config_arguments(parser)
@@ -101,13 +101,14 @@ class StudySetup:
             torch.set_num_threads(args.threads)
         self.quick = args.quick
         self.seeds = [self.config.seed + i for i in range(1 if args.quick else args.seeds)]
+        grid = self.config.train.adaptation_lrs
+        self.lrs = quick_grid(grid) if args.quick else list(grid)
         self._pretrained: dict[int, tuple[TaskData, torch.nn.Module, History]] = {}
 
     def plan(self, ranks: Sequence[int] | None) -> dict[str, list[int | None]]:
         """method -> the ranks it runs at (``None``: its default rank). A rank a method cannot
         take is an error when it is the only rank asked for, else skipped with a one-line notice."""
-        width = self.config.model.width
-        shapes = [(width, width)] * len(target_layer_names(self.config.targets))
+        shapes = Run(self.config, self.config.seed).shapes()
         plan: dict[str, list[int | None]] = {}
         for method in self.methods:
             spec = adapters.get(method)
@@ -128,8 +129,10 @@ class StudySetup:
 
     def rerun_command(self, cell: Cell) -> str:
         """A command that computes this one cell again (same config, method, rank, seed, device)."""
-        argv = [*config_to_argv(self.config, skip={"seed"}), "--seed", str(cell.seed), "--seeds", "1", "--methods", cell.method]
+        skip = {"seed"} if cell.lr is None else {"seed", "lr_grid", "adapt_lr"}
+        argv = [*config_to_argv(self.config, skip=skip), "--seed", str(cell.seed), "--seeds", "1", "--methods", cell.method]
         argv += [] if cell.rank is None else ["--ranks", str(cell.rank)]
+        argv += [] if cell.lr is None else ["--adapt-lr", repr(cell.lr)]
         argv += ["--device", cell.device.split(":")[0], "--out", str(self.out / "rerun")] + (["--quick"] if self.quick else [])
         return " ".join([f"python -m studies.{cell.study}", *map(shlex.quote, argv)])
 
@@ -140,12 +143,23 @@ class StudySetup:
 
     def cells(self, study: str, seeds: Sequence[int] | None = None, plan: dict[str, list[int | None]] | None = None) -> list[Cell]:
         """Every (method, rank, seed) cell of ``study``, methods outermost."""
+        return [cell for group in self.groups(study, seeds, plan, lrs=[None]) for cell in group]
+
+    def groups(
+        self, study: str, seeds: Sequence[int] | None = None, plan: dict[str, list[int | None]] | None = None,
+        lrs: Sequence[float | None] | None = None,
+    ) -> list[list[Cell]]:
+        """One group per (method, rank): its cells at every seed and learning rate (default: the
+        study's grid), computed together (see :meth:`run_groups`)."""
         cfg = self.config
         return [
-            Cell(study, method, rank, seed, cfg.model.width, str(self.device), cfg.digest())
+            [
+                Cell(study, method, rank, seed, cfg.model.width, str(self.device), cfg.digest(), lr=lr)
+                for seed in (self.seeds if seeds is None else seeds)
+                for lr in (self.lrs if lrs is None else lrs)
+            ]
             for method, ranks in (self.method_ranks if plan is None else plan).items()
             for rank in ranks
-            for seed in (self.seeds if seeds is None else seeds)
         ]
 
     def pretrained(self, seed: int) -> tuple[TaskData, torch.nn.Module, History]:
@@ -166,6 +180,28 @@ class StudySetup:
         except SweepInterrupted as stop:
             print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
             raise SystemExit(130) from None
+
+
+    def run_groups(self, study: str, compute: Callable[[list[Cell]], list[dict[str, Any]]], groups: list[list[Cell]]) -> list[dict[str, Any]]:
+        """:meth:`run` over ``groups``, each group's records computed in one ``compute(cells)`` call
+        (for the batched engine); a group is computed whole when the first of its missing cells is."""
+        group_of = {cell.key(): group for group in groups for cell in group}
+        computed: dict[tuple, dict[str, Any]] = {}
+
+        def one(cell: Cell) -> dict[str, Any]:
+            if cell.key() not in computed:
+                group = group_of[cell.key()]
+                computed.update(zip((c.key() for c in group), compute(group)))
+            return computed.pop(cell.key())
+
+        return self.run(study, one, [cell for group in groups for cell in group])
+
+
+def quick_grid(grid: Sequence[float]) -> list[float]:
+    """At most three learning rates of ``grid`` for --quick: every other one of its top five
+    (1e-3, 1e-2, 1e-1 of the default's half-decades)."""
+    grid = sorted(grid)
+    return grid if len(grid) <= 3 else grid[::-2][:3][::-1]
 
 
 def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

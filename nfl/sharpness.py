@@ -1,0 +1,109 @@
+"""Sharpness: λ_max of the Hessian of the training loss w.r.t. the trainable parameters.
+
+"Learning Rate Matters" (Lee et al., 2026) finds each method's best learning rate tracking the
+largest Hessian eigenvalue at initialisation (a stable step needs lr ≲ 2 / λ_max). Computed by power
+iteration on Hessian-vector products (``torch.func``: jvp of grad over ``functional_call``), never
+forming H. The loss is the task's MSE on the training samples (a regulariser's curvature is not the
+data's). Each adapter is evaluated through its ``merged_weight()``: the same function, but without
+gradient tricks such as DoRA's detached norm (§4.3), which would make the "Hessian" the Jacobian of
+a field that is not a gradient, and not symmetric.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, jvp
+
+from adapters.base import Adapter
+
+MatVec = Callable[[torch.Tensor], torch.Tensor]
+
+
+@contextmanager
+def merged_forward(model: nn.Module) -> Iterator[None]:
+    """Every adapter of ``model`` computes F.linear(x, merged_weight(), bias) while inside."""
+    hooks = [
+        module.register_forward_hook(lambda m, inputs, _: F.linear(inputs[0], m.merged_weight(), m.bias))
+        for module in model.modules()
+        if isinstance(module, Adapter)
+    ]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def hessian_matvec(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[MatVec, int]:
+    """(v -> H v on flat vectors, number of trainable parameters) of MSE(model(x), y); call it
+    inside :func:`merged_forward`."""
+    named = dict(model.named_parameters())
+    names = [name for name, p in named.items() if p.requires_grad]
+    trainable = {name: named[name].detach() for name in names}
+    frozen = {name: p.detach() for name, p in named.items() if not p.requires_grad}
+    frozen.update(dict(model.named_buffers()))
+    sizes = [trainable[name].numel() for name in names]
+
+    def loss(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        # (out - y)^2 rather than F.mse_loss, whose backward has no forward-mode derivative.
+        return (functional_call(model, {**frozen, **params}, (x,)) - y).pow(2).mean()
+
+    gradient = grad(loss)
+
+    def as_dict(v: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: c.view_as(trainable[name]) for name, c in zip(names, torch.split(v, sizes))}
+
+    def flat(d: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([d[name].reshape(-1) for name in names])
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        return flat(jvp(gradient, (trainable,), (as_dict(v),))[1])
+
+    return matvec, sum(sizes)
+
+
+def _power(matvec: MatVec, v: torch.Tensor, shift: float, iterations: int, tol: float) -> tuple[float, float, torch.Tensor]:
+    """Power iteration on M + shift·I from unit ``v``: (Rayleigh quotient, ‖(M + shift·I) v‖, last v)."""
+    rayleigh = norm = float("nan")
+    for _ in range(iterations):
+        w = matvec(v) + shift * v
+        new, norm = float(v @ w), float(w.norm())
+        if norm == 0:
+            return 0.0, 0.0, v
+        v = w / norm
+        done = abs(new - rayleigh) <= tol * abs(new)
+        rayleigh = new
+        if done:
+            break
+    return rayleigh, norm, v
+
+
+def top_eigenvalue(matvec: MatVec, start: torch.Tensor, iterations: int = 300, tol: float = 1e-6) -> float:
+    """The largest eigenvalue of a symmetric operator.
+
+    Power iteration converges to the eigenvalue of largest magnitude, which may be negative (or a
+    ± pair, where the Rayleigh quotient settles on neither). When the Rayleigh quotient is not the
+    spectral radius ρ, iterate again on M + ρ·I (every eigenvalue then ≥ 0) and subtract ρ.
+    """
+    rayleigh, radius, v = _power(matvec, start / start.norm(), 0.0, iterations, tol)
+    if abs(rayleigh - radius) <= 1e-3 * radius:
+        return rayleigh
+    shifted, _, _ = _power(matvec, v, radius, iterations, tol)
+    return shifted - radius
+
+
+def lambda_max(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
+    iterations: int = 300, tol: float = 1e-6,
+) -> float:
+    """λ_max of the Hessian of MSE(model(x), y) w.r.t. the trainable parameters, from a random start."""
+    with merged_forward(model):
+        matvec, n = hessian_matvec(model, x, y)
+        p = next(p for p in model.parameters() if p.requires_grad)
+        start = torch.randn(n, generator=generator, dtype=p.dtype).to(p.device)
+        return top_eigenvalue(matvec, start, iterations, tol)
