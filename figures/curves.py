@@ -12,9 +12,9 @@ from figures.style import mark_empty, method_style
 from nfl.stats import mean_ci
 
 
-def draw_loss_curves(ax: plt.Axes, records: Iterable[dict[str, Any]], zero_loss: float | None = None) -> None:
-    """Validation loss vs step on ``ax`` (log y), full fine-tuning dashed as the reference."""
-    grouped = curves(records)
+def draw_loss_curves(ax: plt.Axes, records: Iterable[dict[str, Any]], zero_loss: float | None = None, key: str = "val_loss") -> None:
+    """The histories' ``key`` (val_loss or test_loss) vs step on ``ax`` (log y), full fine-tuning dashed."""
+    grouped = curves(records, key)
     if not grouped:
         mark_empty(ax)
     for method, runs in grouped.items():
@@ -28,13 +28,13 @@ def draw_loss_curves(ax: plt.Axes, records: Iterable[dict[str, Any]], zero_loss:
         ax.axhline(zero_loss, color="grey", lw=1, ls=":", label="predict zero")
     ax.set_yscale("log")
     ax.set_xlabel("adaptation step")
-    ax.set_ylabel("validation MSE, shifted task")
+    ax.set_ylabel(f"{'test' if key == 'test_loss' else 'validation'} MSE, shifted task")
 
 
-def loss_curves_figure(records: list[dict[str, Any]], zero_loss: float | None = None, title: str = "") -> plt.Figure:
+def loss_curves_figure(records: list[dict[str, Any]], zero_loss: float | None = None, title: str = "", key: str = "val_loss") -> plt.Figure:
     """A figure of :func:`draw_loss_curves` with the legend outside the axes."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    draw_loss_curves(ax, records, zero_loss)
+    draw_loss_curves(ax, records, zero_loss, key)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_title("Adaptation to the shifted task" + (f"\n{title}" if title else ""))
     return fig

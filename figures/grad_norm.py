@@ -30,6 +30,12 @@ def grad_norm_figure(records: list[dict[str, Any]], config: ExperimentConfig) ->
     xs = np.arange(len(shown))
     bars.bar(xs, [p.mean for p in shown], yerr=error_bars(shown), color=[method_style(p.method)["color"] for p in shown], capsize=3)
     bars.set_xticks(xs, [f"{method_style(p.method)['label']} r={p.rank}" for p in shown], fontsize=8, rotation=40, ha="right", rotation_mode="anchor")
+    # The regulariser's own gradient (AdaLoRA's orthogonality penalty) is marked apart, never summed.
+    regularizer = {(p.method, p.rank): p for p in aggregate(records, lambda r: r["summary"].get("initial_regularizer_grad_norm") or float("nan"))}
+    apart = [(x, regularizer[(p.method, p.rank)].mean) for x, p in zip(xs, shown) if np.isfinite(regularizer[(p.method, p.rank)].mean)]
+    if apart:
+        bars.scatter(*zip(*apart), marker="x", color="black", zorder=3, label="regulariser's gradient alone (not in the bar)")
+        bars.legend(loc="upper left", fontsize=7)
     bars.set_yscale("log" if series else "linear")
     bars.set_ylabel("‖∇L‖₂ at the first adaptation step")
     bars.set_title("Initial gradient norm (default ranks)")

@@ -14,10 +14,10 @@ from nfl.metrics import pareto_front
 
 
 def figure2(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str, zero_loss: float | None = None) -> plt.Figure:
-    """Left: validation loss curves; middle: init time vs parameters; right: step time vs parameters."""
+    """Left: test-loss curves (``adapt``: the records at each method's tuned lr); middle: init time vs parameters; right: step time vs parameters."""
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.6))
-    draw_loss_curves(left, adapt, zero_loss)
-    left.set_title("Validation loss (mean, 95% band)")
+    draw_loss_curves(left, adapt, zero_loss, key="test_loss")
+    left.set_title("Test loss at each method's tuned lr (mean, 95% band)")
     draw_cost_vs_params(middle, init, "Initialisation time", "ms per model (median ± IQR/2)")
     draw_cost_vs_params(right, train, "Training-step time", "ms per step (median ± IQR/2)")
     handles = {}
@@ -32,7 +32,7 @@ def figure2(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list
 
 def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: str) -> None:
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("min validation MSE (mean ± 95% CI)")
+    ax.set_ylabel("test MSE at the selected step (mean ± 95% CI)")
     if not points:
         return mark_empty(ax)
     for x, _, p in points:
@@ -47,9 +47,9 @@ def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: 
 
 
 def pareto_figure(adapt: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str) -> plt.Figure:
-    """Minimum validation loss against trainable parameters (left) and against step time (right);
-    the non-dominated methods joined by the Pareto front. Diverged runs are left out."""
-    quality = aggregate(adapt, lambda r: r["summary"]["min_val_loss"])
+    """Test loss at the selected step against trainable parameters (left) and against step time
+    (right); the non-dominated methods joined by the Pareto front. Diverged runs are left out."""
+    quality = aggregate(adapt, lambda r: r["summary"]["test_loss"])
     step_ms = {(p.method, p.rank): p.mean for p in timing_points(train)}
     fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(12, 4.6))
     _draw_front(by_params, [(p.params, p.mean, p) for p in quality], "trainable parameters")

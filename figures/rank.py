@@ -12,9 +12,9 @@ from figures.style import method_style
 
 _PANELS = (
     # (value, reference level, title, the reference's label)
-    ("min_val_loss", "shifted_val_loss_before", "Adaptability: min validation MSE, shifted task",
+    ("test_loss", "shifted_test_loss_before", "Adaptability: test MSE at the selected step, shifted task",
      "pretrained model, before adaptation"),
-    ("forgetting_base_val_loss", "pretrained_base_val_loss", "Forgetting: base-task validation MSE after adaptation",
+    ("forgetting_base_test_loss", "pretrained_base_val_loss", "Forgetting: base-task test MSE after adaptation",
      "pretrained model (nothing forgotten)"),
 )
 
@@ -38,12 +38,12 @@ def _draw_panel(ax: plt.Axes, records: list[dict[str, Any]], key: str, reference
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("trainable parameters (each line: one method, rank growing to the right)")
-    ax.set_ylabel("validation MSE (mean ± 95% CI)")
+    ax.set_ylabel("test MSE (mean ± 95% CI)")
     ax.set_title(title)
 
 
 def rank_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figure:
-    """Left: the lowest shifted-task validation loss; right: the base-task loss after adaptation
+    """Left: the shifted-task test loss at the selected step; right: the base-task loss after adaptation
     (forgetting); both against trainable parameters, every method over its ranks."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
     for ax, panel in zip(axes, _PANELS):

@@ -1,8 +1,10 @@
-"""How close does each method get to full fine-tuning? Validation-loss curves on the shifted task.
+"""How close does each method get to full fine-tuning? Test-loss curves on the shifted task.
 
-Pretrains once per seed, adapts a copy with every method from the same weights and data, and writes
-one JSON line per (method, seed) with the history and a summary, a summary table, and the figure
-``adaptability_loss.{png,pdf}`` (mean over seeds with a 95% band).
+Pretrains once per seed, adapts a copy with every method from the same weights and data at every
+learning rate of the grid, and writes one JSON line per (method, rank, seed, lr) with the history
+and a summary. Each (method, rank) is then reported at its tuned learning rate (lowest mean
+validation loss over seeds; ``nfl.selection``): a table of test losses at the steps validation
+selected, and the figure ``adaptability_loss.{png,pdf}`` (test loss, mean over seeds, 95% band).
 """
 
 from __future__ import annotations
@@ -16,49 +18,89 @@ import adapters
 from figures.curves import loss_curves_figure
 from figures.records import diverged_note
 from figures.style import save
+from nfl import seeds
+from nfl.metrics import count_trainable
+from nfl.config import format_lr_grid
+from nfl.selection import at_tuned_lr, run_summary, tune
+from nfl.sharpness import lambda_max
 from nfl.sweep import Cell
-from nfl.training import adapt, evaluate
-from studies.common import StudySetup, format_table, group_summaries, quality_cell, study_parser
+from nfl.training import History, evaluate, initial_gradient_norms, prepare, train
+from studies.common import StudySetup, format_table, quality_cell, study_parser
 
 
-def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
-    """Adapt the seed's pretrained model with one method: its history and summary."""
-    data, pretrained, pre_history = setup.pretrained(cell.seed)
-    result = adapt(pretrained, cell.method, setup.config, data.shifted, rank=cell.rank, seed=cell.seed)
-    history = result.history
+def _sharpness(setup: StudySetup, cell: Cell) -> float:
+    """λ_max at initialisation of the shifted task's training loss, for this method and seed."""
+    data, pretrained, _ = setup.pretrained(cell.seed)
+    model, _ = prepare(pretrained, cell.method, setup.config, cell.rank, cell.seed)
+    return lambda_max(model, data.shifted.x_train, data.shifted.y_train, seeds.generator(cell.seed, "sharpness", cell.method))
+
+
+def compute_group(setup: StudySetup, cells: list[Cell]) -> list[dict[str, Any]]:
+    """One (method, rank)'s runs, every seed at every learning rate, trained together: their records."""
+    cfg = setup.config
+    runs = [prepare(setup.pretrained(c.seed)[1], c.method, cfg, c.rank, c.seed) for c in cells]
+    data = [setup.pretrained(c.seed)[0] for c in cells]
+    norms = [initial_gradient_norms(model, d.shifted, hooks) for (model, hooks), d in zip(runs, data)]
+    sharpness = {c.seed: _sharpness(setup, c) for c in cells}
+    histories = [train(m, d.shifted, cfg.train.adapt_epochs, c.lr, h) for (m, h), d, c in zip(runs, data, cells)]
+    return [
+        record(setup, c, model, hooks, history, grads, sharpness[c.seed])
+        for c, (model, hooks), history, grads in zip(cells, runs, histories, norms)
+    ]
+
+
+def record(
+    setup: StudySetup, cell: Cell, model: torch.nn.Module, hooks: list, history: History,
+    grads: tuple[float, float | None], sharpness: float,
+) -> dict[str, Any]:
+    """A run's history and summary: the test loss at the step validation selected, and the rest."""
+    data, _, pre_history = setup.pretrained(cell.seed)
     finished = history.diverged_at is None  # a diverged run has no quality to report
     return {
         "history": history.to_dict(),
         "summary": {
-            "trainable_params": result.trainable_params,
+            "trainable_params": count_trainable(model),
             "diverged_at": history.diverged_at,
-            "min_val_loss": history.min_val_loss if finished else None,
-            "final_val_loss": history.final_val_loss if finished else None,
-            "initial_grad_norm": history.grad_norm[0] if history.grad_norm else None,
+            **run_summary(history),
+            "final_test_loss": history.test_loss[-1] if finished else None,
+            "initial_grad_norm": grads[0],
+            "initial_regularizer_grad_norm": grads[1],
+            "sharpness": sharpness,
             "pretrained_base_val_loss": pre_history.final_val_loss,
             "base_zero_loss": data.base.zero_loss,
             "shifted_zero_loss": data.shifted.zero_loss,
-            "forgetting_base_val_loss": evaluate(result.model, data.base.x_val, data.base.y_val) if finished else None,
+            # On the base task's test split, after the last step (the forgetting a user would see).
+            "forgetting_base_test_loss": evaluate(model, data.base.x_test, data.base.y_test) if finished else None,
             # Effective rank of each adapted layer's update (AdaLoRA's after its rank allocation).
-            "delta_rank": [int(torch.linalg.matrix_rank(a.delta_weight().detach())) for a in result.adapters] if finished else None,
+            "delta_rank": [int(torch.linalg.matrix_rank(a.delta_weight().detach())) for a in hooks] if finished else None,
         },
     }
 
 
-def run(setup: StudySetup) -> list[dict[str, Any]]:
-    """Every (method, rank, seed) cell, computed or read back from ``<out>/adaptability.jsonl``."""
-    return setup.run("adaptability", lambda cell: compute(setup, cell))
+def run(setup: StudySetup, plan: dict[str, list[int | None]] | None = None) -> list[dict[str, Any]]:
+    """Every (method, rank) at every seed and grid lr, computed or read back from
+    ``<out>/adaptability.jsonl``."""
+    return setup.run_groups("adaptability", lambda cells: compute_group(setup, cells), setup.groups("adaptability", plan=plan))
 
 
 def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One row per method: parameters, min / final validation loss (mean ± 95% CI), forgetting."""
+    """One row per (method, rank) at its tuned learning rate: the test loss at each run's selected
+    step, that step, and the base-task test loss after adaptation (mean ± 95% CI over seeds)."""
     rows = []
-    for (method, rank), mine in group_summaries(records).items():
-        row = {"method": adapters.get(method).label, "rank": "-" if rank is None else rank, "params": f"{mine[0]['trainable_params']:,}", "seeds": str(len(mine))}
-        for key, column in (("min_val_loss", "min val loss"), ("final_val_loss", "final val loss"), ("forgetting_base_val_loss", "base-task loss after")):
-            row[column] = quality_cell(mine, key)
+    for tuned in tune(records):
+        row = {"method": adapters.get(tuned.method).label, "rank": "-" if tuned.rank is None else tuned.rank}
+        if tuned.lr is None:
+            rows.append({**row, "lr": "every lr diverged on some seed"})
+            continue
+        mine = [r["summary"] for r in tuned.records]
+        row.update({"params": f"{mine[0]['trainable_params']:,}", "lr": f"{tuned.lr:.3g}", "seeds": str(len(mine))})
+        for key, column, digits in COLUMNS:
+            row[column] = quality_cell(mine, key, digits)
         rows.append(row)
     return rows
+
+
+COLUMNS = (("test_loss", "test loss", 4), ("selected_step", "step", 0), ("forgetting_base_test_loss", "base-task loss after", 4))
 
 
 def report(records: list[dict[str, Any]]) -> str:
@@ -71,8 +113,10 @@ def report(records: list[dict[str, Any]]) -> str:
         f"pretrained model, base task: validation loss {base:.4f} vs zero predictor {zero:.4f} ({verdict})\n"
         f"shifted task: zero-predictor validation loss {shifted_zero:.4f}\n"
     )
-    columns = ["method", "rank", "params", "seeds", "min val loss", "final val loss", "base-task loss after"]
-    return header + format_table(summary_rows(records), columns)
+    lrs = sorted({r["lr"] for r in records})
+    grid = f"learning rate chosen per (method, rank) by mean validation loss over seeds from {format_lr_grid(lrs)}"
+    columns = ["method", "rank", "params", "lr", "seeds", *(column for _, column, _ in COLUMNS)]
+    return header + grid + "; test loss at the step validation selected\n" + format_table(summary_rows(records), columns)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -81,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     records = run(setup)
     shifted_zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in records]))
     title = f"preset {setup.config.preset}, width {setup.config.model.width}, {len(setup.seeds)} seed(s)"
-    paths = save(loss_curves_figure(records, zero_loss=shifted_zero, title=title), setup.out / "adaptability_loss", diverged_note(records))
+    tuned = at_tuned_lr(records)
+    figure = loss_curves_figure(tuned, zero_loss=shifted_zero, title=title + ", each method at its tuned lr", key="test_loss")
+    paths = save(figure, setup.out / "adaptability_loss", diverged_note(tuned))
     print(report(records))
     print(f"\nrecords: {setup.out / 'adaptability.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
 

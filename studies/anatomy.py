@@ -39,6 +39,8 @@ from nfl.metrics import (
     update_rank_bound,
 )
 from nfl.model import target_layer_names
+from nfl import seeds
+from nfl.selection import at_tuned_lr, run_summary
 from nfl.sweep import Cell
 from nfl.training import adapt
 from studies.common import StudySetup, format_table, group_summaries, study_parser
@@ -48,13 +50,13 @@ STORED_DIGITS = 3  # significant digits of the stored ΔW: a heatmap shows no mo
 
 def rank_bound(method: str, rank: int | None, seed: int, layer: nn.Linear) -> int:
     """The most ΔW's rank can be with ``method`` on ``layer``: :func:`update_rank_bound` on the
-    adapter as the adaptation built it (same seed, so MoS draws the same shard indices), or on a
-    trainable copy of the layer for full fine-tuning."""
+    adapter built from run ``seed``'s stream for the method, or on a trainable copy of the layer
+    for full fine-tuning."""
     if adapters.get(method).adapter is None:
         module: nn.Module = deepcopy(layer).requires_grad_(True)
     else:
-        module = adapters.build(method, layer, rank=rank, seed=seed)
-    return update_rank_bound(module, torch.Generator().manual_seed(seed))
+        module = adapters.build(method, layer, rank=rank, seed=seeds.derive(seed, "adapter", method))
+    return update_rank_bound(module, seeds.generator(seed, "anatomy", "rank bound"))
 
 
 def subspace_summary(W0: torch.Tensor, delta: torch.Tensor, r: int, generator: torch.Generator) -> dict[str, float]:
@@ -72,7 +74,7 @@ def subspace_summary(W0: torch.Tensor, delta: torch.Tensor, r: int, generator: t
 def compute(setup: StudySetup, cell: Cell, subspace_rank: int) -> dict[str, Any]:
     """Adapt with one method; ΔW of the first adapted layer, its spectrum, rank bound and subspaces."""
     data, pretrained, _ = setup.pretrained(cell.seed)
-    result = adapt(pretrained, cell.method, setup.config, data.shifted, rank=cell.rank, seed=cell.seed)
+    result = adapt(pretrained, cell.method, setup.config, data.shifted, rank=cell.rank, seed=cell.seed, lr=cell.lr)
     if result.history.diverged_at is not None:  # no finite ΔW to look at
         return {"summary": {"trainable_params": result.trainable_params, "diverged_at": result.history.diverged_at}}
     layer = target_layer_names(setup.config.targets)[0]
@@ -84,13 +86,13 @@ def compute(setup: StudySetup, cell: Cell, subspace_rank: int) -> dict[str, Any]
     r = min(subspace_rank, bound)
     summary = {
         "trainable_params": result.trainable_params,
-        "min_val_loss": result.history.min_val_loss,
+        **run_summary(result.history),
         "layer": layer,
         "rank_bound": bound,
         "delta_rank": update_rank(delta, W0),
         "rounding_level": rounding_level(delta, W0),
         "subspace_rank": r,
-        **subspace_summary(W0, delta, r, torch.Generator().manual_seed(cell.seed)),
+        **subspace_summary(W0, delta, r, seeds.generator(cell.seed, "anatomy", "random subspace")),
     }
     return {
         "summary": summary,
@@ -100,8 +102,9 @@ def compute(setup: StudySetup, cell: Cell, subspace_rank: int) -> dict[str, Any]
 
 
 def run(setup: StudySetup, subspace_rank: int) -> list[dict[str, Any]]:
-    """Every (method, default rank, seed) cell, computed or read back from ``<out>/anatomy.jsonl``."""
-    return setup.run("anatomy", lambda cell: compute(setup, cell, subspace_rank))
+    """Every (method, default rank, seed, grid lr) cell, computed or read back from ``<out>/anatomy.jsonl``."""
+    cells = [cell for group in setup.groups("anatomy") for cell in group]
+    return setup.run("anatomy", lambda cell: compute(setup, cell, subspace_rank), cells)
 
 
 TABLE = (
@@ -144,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup = StudySetup(cli, argv)
     if setup.args.subspace_rank < 1:
         cli.error(f"--subspace-rank must be a positive integer, got {setup.args.subspace_rank}")
-    records = run(setup, setup.args.subspace_rank)
+    records = at_tuned_lr(run(setup, setup.args.subspace_rank))  # ΔW of each method at its tuned lr
     cfg = setup.config
     title = f"preset {cfg.preset}, width {cfg.model.width}, layer {target_layer_names(cfg.targets)[0]}"
     paths = [

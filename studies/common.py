@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -210,10 +209,6 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     line = lambda values: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))  # noqa: E731
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
-
-
-def with_epochs(cfg: ExperimentConfig, adapt_epochs: int) -> ExperimentConfig:
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, adapt_epochs=adapt_epochs))
 
 
 def group_summaries(records: list[dict[str, Any]]) -> dict[tuple[str, int | None], list[dict[str, Any]]]:

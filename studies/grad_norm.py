@@ -7,24 +7,30 @@ fine-tuning's, is the MiSS paper's Figure 1 argument about how fast a method can
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import adapters
 from figures.grad_norm import grad_norm_figure
 from figures.records import diverged_note
 from figures.style import save
+from nfl.metrics import count_trainable
 from nfl.sweep import Cell
-from nfl.training import adapt
-from studies.common import SWEEP_RANKS, StudySetup, format_table, group_summaries, quality_cell, study_parser, with_epochs
+from nfl.training import initial_gradient_norms, prepare
+from studies.common import SWEEP_RANKS, StudySetup, format_table, group_summaries, quality_cell, study_parser
 
 
 def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
-    """The L2 norm of the first step's gradient over the trainable parameters."""
+    """The L2 norms, over the trainable parameters, of the first step's task-loss gradient and of
+    the regulariser's gradient apart (AdaLoRA's orthogonality penalty; None without one)."""
     data, pretrained, _ = setup.pretrained(cell.seed)
-    result = adapt(pretrained, cell.method, with_epochs(setup.config, 1), data.shifted, rank=cell.rank, seed=cell.seed)
-    history = result.history
-    first = history.grad_norm[0] if history.grad_norm else None
-    return {"summary": {"initial_grad_norm": first, "diverged_at": history.diverged_at, "trainable_params": result.trainable_params}}
+    model, hooks = prepare(pretrained, cell.method, setup.config, cell.rank, cell.seed)
+    task, regularizer = initial_gradient_norms(model, data.shifted, hooks)
+    finite = math.isfinite(task)
+    return {"summary": {
+        "initial_grad_norm": task, "initial_regularizer_grad_norm": regularizer,
+        "diverged_at": None if finite else 0, "trainable_params": count_trainable(model),
+    }}
 
 
 def run(setup: StudySetup) -> list[dict[str, Any]]:
@@ -34,8 +40,13 @@ def run(setup: StudySetup) -> list[dict[str, Any]]:
 def summary(records: list[dict[str, Any]]) -> str:
     rows = []
     for (method, rank), summaries in group_summaries(records).items():
-        rows.append({"method": adapters.get(method).label, "rank": "-" if rank is None else rank, "initial grad norm": quality_cell(summaries, "initial_grad_norm", digits=5)})
-    return format_table(rows, ["method", "rank", "initial grad norm"])
+        regularized = summaries[0].get("initial_regularizer_grad_norm") is not None
+        rows.append({
+            "method": adapters.get(method).label, "rank": "-" if rank is None else rank,
+            "initial grad norm": quality_cell(summaries, "initial_grad_norm", digits=5),
+            "regulariser's": quality_cell(summaries, "initial_regularizer_grad_norm", digits=5) if regularized else "-",
+        })
+    return format_table(rows, ["method", "rank", "initial grad norm", "regulariser's"])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,9 +1,10 @@
 """The main study: the MiSS paper's Figures 1 and 2, the Pareto view, and one summary table.
 
-Runs adaptability (every method at its default rank, several seeds), the initial gradient norm,
-init time and train-step time (ranks 1 ... 64), then writes figure1 (initial gradient norms),
-figure2 (loss curves; init time and step time vs trainable parameters), pareto (minimum
-validation loss vs parameters and vs step time, non-dominated methods joined) and a table.
+Runs adaptability (every method at its default rank, several seeds, every learning rate of the
+grid), the initial gradient norm, init time and train-step time (ranks 1 ... 64), then writes
+figure1 (initial gradient norms), figure2 (test-loss curves at each method's tuned learning rate;
+init time and step time vs trainable parameters), pareto (test loss at the tuned learning rate vs
+parameters and vs step time, non-dominated methods joined) and a table.
 """
 
 from __future__ import annotations
@@ -18,28 +19,35 @@ from figures.pareto import figure2, pareto_figure
 from figures.records import diverged_note
 from figures.style import save
 from studies import adaptability, grad_norm, init_time, train_time
-from studies.common import SWEEP_RANKS, StudySetup, format_table, group_summaries, quality_cell, study_parser
+from nfl.selection import at_tuned_lr, tune
+from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
 
 
 def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]]) -> str:
-    """One row per method at its default rank: quality over seeds, costs from the sweeps."""
+    """One row per method at its default rank and tuned learning rate: quality over seeds (test
+    loss at the selected step), costs from the sweeps."""
     init_ms = {(r["method"], r["rank"]): 1e3 * r["timing"]["median_s"] for r in init}
     step = {(r["method"], r["rank"]): r for r in train}
     rows = []
-    for key, runs in group_summaries(adapt).items():
+    for tuned in tune(adapt):
+        key, runs = (tuned.method, tuned.rank), [r["summary"] for r in tuned.records]
         timed = step.get(key)
+        if not runs:
+            rows.append({"method": adapters.get(key[0]).label, "tuned lr": "every lr diverged on some seed"})
+            continue
         rows.append({
             "method": adapters.get(key[0]).label,
             "rank": "-" if key[1] is None else key[1],
             "params": f"{runs[0]['trainable_params']:,}",
-            "min val loss": quality_cell(runs, "min_val_loss"),
-            "forgetting": quality_cell(runs, "forgetting_base_val_loss"),
+            "tuned lr": f"{tuned.lr:.3g}",
+            "test loss": quality_cell(runs, "test_loss"),
+            "forgetting": quality_cell(runs, "forgetting_base_test_loss"),
             "init ms": f"{init_ms[key]:.3f}" if key in init_ms else "-",
             "step ms": f"{1e3 * timed['timing']['median_s']:.3f}" if timed else "-",
             "memory KiB": f"{timed['memory']['total'] / 1024:.1f}" if timed else "-",
             "grad norm": quality_cell(runs, "initial_grad_norm", digits=5),
         })
-    columns = ["method", "rank", "params", "min val loss", "forgetting", "init ms", "step ms", "memory KiB", "grad norm"]
+    columns = ["method", "rank", "params", "tuned lr", "test loss", "forgetting", "init ms", "step ms", "memory KiB", "grad norm"]
     return format_table(rows, columns)
 
 
@@ -50,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The sweeps always include each method's default rank, so the Pareto view can place it.
     sweep = {m: sorted(set(setup.method_ranks[m]) | set(defaults[m]), key=lambda r: -1 if r is None else r) for m in setup.methods}
 
-    adapt = setup.run("adaptability", lambda cell: adaptability.compute(setup, cell), setup.cells("adaptability", plan=defaults))
+    adapt = adaptability.run(setup, defaults)
     grads = setup.run("grad_norm", lambda cell: grad_norm.compute(setup, cell), setup.cells("grad_norm", plan=sweep))
     init = init_time.run(setup, sweep)
     train = train_time.run(setup, sweep)
@@ -59,12 +67,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     env = adapt[0]["env"]
     subtitle = f"preset {cfg.preset}, width {cfg.model.width}, {len(setup.seeds)} seed(s), {env['device_name']} ({train[0]['timing']['num_threads']} threads)"
     zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in adapt]))
+    tuned = at_tuned_lr(adapt)
     paths = [
         *save(grad_norm_figure(grads, cfg), setup.out / "figure1", diverged_note(grads)),
-        *save(figure2(adapt, init, train, subtitle, zero), setup.out / "figure2", diverged_note(adapt)),
-        *save(pareto_figure(adapt, train, subtitle), setup.out / "pareto", diverged_note(adapt)),
+        *save(figure2(tuned, init, train, subtitle, zero), setup.out / "figure2", diverged_note(tuned)),
+        *save(pareto_figure(tuned, train, subtitle), setup.out / "pareto", diverged_note(tuned)),
     ]
-    print(adaptability.report(adapt).split("\n")[0])
+    print("\n".join(adaptability.report(adapt).split("\n")[:3]))
     print(summary_table(adapt, init, train))
     print(f"\nrecords: {', '.join(str(setup.out / f'{s}.jsonl') for s in ('adaptability', 'grad_norm', 'init_time', 'train_time'))}")
     print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")

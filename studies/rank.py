@@ -1,11 +1,12 @@
-"""Rank and budget: minimum validation loss and forgetting against trainable parameters, ranks 1 … 64.
+"""Rank and budget: test loss and forgetting against trainable parameters, ranks 1 … 64.
 
 Every method at every rank of ``SWEEP_RANKS`` (those it can take; full fine-tuning once) is adapted
-from the same pretrained model per seed, exactly as ``studies.adaptability`` adapts it (its
-``compute`` makes each cell). The records keep its summary -- the minimum shifted-task validation
-loss, the base-task loss after adaptation ("forgetting") -- and the shifted-task loss before
-adaptation, not the per-step histories. Writes ``rank.{png,pdf}``: both against trainable
-parameters, one line per method, mean ± 95% CI over seeds, and a table.
+from the same pretrained model per seed at every learning rate of the grid, exactly as
+``studies.adaptability`` adapts it (its ``compute_group`` makes each group), and each (method, rank)
+is reported at its tuned learning rate. The records keep its summary -- the shifted-task test loss
+at the selected step, the base-task test loss after adaptation ("forgetting") -- and the
+shifted-task loss before adaptation, not the per-step histories. Writes ``rank.{png,pdf}``: both
+against trainable parameters, one line per method, mean ± 95% CI over seeds, and a table.
 """
 
 from __future__ import annotations
@@ -18,32 +19,37 @@ from figures.records import diverged_note
 from figures.style import save
 from nfl.sweep import Cell
 from studies import adaptability
-from studies.common import SWEEP_RANKS, StudySetup, format_table, group_summaries, quality_cell, study_parser
+from nfl.selection import at_tuned_lr, tune
+from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
 
 
-def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
-    """``adaptability.compute``'s summary, plus the shifted-task loss before the first step."""
-    result = adaptability.compute(setup, cell)
-    return {"summary": {**result["summary"], "shifted_val_loss_before": result["history"]["val_loss"][0]}}
+def compute_group(setup: StudySetup, cells: list[Cell]) -> list[dict[str, Any]]:
+    """``adaptability.compute_group``'s summaries, plus the shifted-task test loss before the first step."""
+    return [
+        {"summary": {**result["summary"], "shifted_test_loss_before": result["history"]["test_loss"][0]}}
+        for result in adaptability.compute_group(setup, cells)
+    ]
 
 
 def run(setup: StudySetup) -> list[dict[str, Any]]:
-    return setup.run("rank", lambda cell: compute(setup, cell))
+    return setup.run_groups("rank", lambda cells: compute_group(setup, cells), setup.groups("rank"))
 
 
 def summary_table(records: list[dict[str, Any]]) -> str:
-    """One row per (method, rank): parameters, min validation loss and forgetting, mean ± 95% CI."""
-    rows = [
-        {
-            "method": adapters.get(method).label,
-            "rank": "-" if rank is None else str(rank),
-            "params": f"{summaries[0]['trainable_params']:,}",
-            "min val loss": quality_cell(summaries, "min_val_loss"),
-            "base-task loss after": quality_cell(summaries, "forgetting_base_val_loss"),
-        }
-        for (method, rank), summaries in group_summaries(records).items()
-    ]
-    return format_table(rows, ["method", "rank", "params", "min val loss", "base-task loss after"])
+    """One row per (method, rank) at its tuned lr: parameters, test loss and forgetting, mean ± 95% CI."""
+    rows = []
+    for tuned in tune(records):
+        row = {"method": adapters.get(tuned.method).label, "rank": "-" if tuned.rank is None else str(tuned.rank)}
+        summaries = [r["summary"] for r in tuned.records]
+        if not summaries:
+            rows.append({**row, "lr": "every lr diverged on some seed"})
+            continue
+        rows.append({
+            **row, "params": f"{summaries[0]['trainable_params']:,}", "lr": f"{tuned.lr:.3g}",
+            "test loss": quality_cell(summaries, "test_loss"),
+            "base-task loss after": quality_cell(summaries, "forgetting_base_test_loss"),
+        })
+    return format_table(rows, ["method", "rank", "params", "lr", "test loss", "base-task loss after"])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -51,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
     records = run(setup)
     cfg = setup.config
-    paths = save(rank_figure(records, f"preset {cfg.preset}, width {cfg.model.width}"), setup.out / "rank", diverged_note(records))
+    tuned = at_tuned_lr(records)
+    paths = save(rank_figure(tuned, f"preset {cfg.preset}, width {cfg.model.width}, tuned lr"), setup.out / "rank", diverged_note(tuned))
     print(summary_table(records))
     print(f"\nrecords: {setup.out / 'rank.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
 

@@ -9,7 +9,7 @@ import pytest
 
 from studies import grad_norm, init_time, pareto, train_time
 
-TINY = ["--pretrain-epochs", "10", "--adapt-epochs", "3", "--seeds", "1", "--quick", "--width", "8"]
+TINY = ["--pretrain-epochs", "10", "--adapt-epochs", "3", "--seeds", "1", "--quick", "--width", "8", "--targets", "layer1"]
 
 
 def read(path: Path) -> list[dict]:
@@ -56,9 +56,11 @@ def test_pareto_writes_both_figures_the_front_and_a_table(tmp_path: Path, capsys
     for stem in ("figure1", "figure2", "pareto"):
         assert_figure(tmp_path / stem)
     adapt = read(tmp_path / "adaptability.jsonl")
-    assert [(r["method"], r["rank"]) for r in adapt] == [("full", None), ("lora", 2), ("miss_e", 4)]
+    runs = [(r["method"], r["rank"]) for r in adapt]
+    assert list(dict.fromkeys(runs)) == [("full", None), ("lora", 2), ("miss_e", 4)]
+    assert {r["lr"] for r in adapt} == {1e-3, 1e-2, 1e-1} and len(runs) == 9  # --quick: three grid points, one seed
     timed = {(r["method"], r["rank"]) for r in read(tmp_path / "train_time.jsonl")}
     assert timed == {("full", None), ("lora", 1), ("lora", 2), ("miss_e", 1), ("miss_e", 4)}  # sweep + default ranks
     out = capsys.readouterr().out
-    for column in ("min val loss", "forgetting", "init ms", "step ms", "memory KiB", "grad norm"):
+    for column in ("tuned lr", "test loss", "forgetting", "init ms", "step ms", "memory KiB", "grad norm"):
         assert column in out
