@@ -64,3 +64,13 @@ def test_pareto_writes_both_figures_the_front_and_a_table(tmp_path: Path, capsys
     out = capsys.readouterr().out
     for column in ("tuned lr", "test loss", "forgetting", "init ms", "step ms", "memory KiB", "grad norm"):
         assert column in out
+
+
+def test_lr_writes_its_figures_and_the_fixed_and_tuned_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from studies import lr
+
+    lr.main([*TINY, "--methods", "full,lora,pissa", "--out", str(tmp_path)])
+    for stem in ("lr", "sharpness"):
+        assert_figure(tmp_path / stem)
+    out = capsys.readouterr().out
+    assert "test loss at lr 1e-3" in out and "spread across methods" in out and "Spearman" in out
