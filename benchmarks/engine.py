@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     for width in widths:
         for name in methods:
             for k, sequential, batched in measure(name, width, counts, epochs, repeats):
-                print(f"{name:10} {width:5} {k:3} {sequential * 1e3:14.3f} {batched * 1e3:11.3f} {sequential / batched:6.1f}",
-                      flush=True)
+                times = f"{sequential * 1e3:14.3f} {batched * 1e3:11.3f} {sequential / batched:6.1f}"
+                print(f"{name:10} {width:5} {k:3} {times}", flush=True)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ class StackedAdam:
     ``addcdiv_``'s scalar goes, so every rounding stays the same.
     """
 
-    def __init__(self, params: State, lrs: Sequence[float], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(
+        self, params: State, lrs: Sequence[float], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ):
         self.params = params
         self.lrs = torch.tensor(lrs, dtype=torch.float64)  # lr / bias correction in double, as torch's floats
         self.beta1, self.beta2 = betas
@@ -113,11 +115,13 @@ def _stacked_allocator(objective: _Objective, hooks: list[list[Adapter]], traina
         return None
     if not all(isinstance(hook, AdaLoRA) for run in stepping for hook in run):
         raise ValueError("the batched engine knows AdaLoRA's on_step only; train other hooks with nfl.training.train")
-    schedules = {(a.target_rank, a.tinit, a.tfinal, a.deltaT, a.beta1, a.beta2) for a in (run[0].allocator for run in stepping)}
+    allocators = [run[0].allocator for run in stepping]
+    schedules = {(a.target_rank, a.tinit, a.tfinal, a.deltaT, a.beta1, a.beta2) for a in allocators}
     if len(schedules) > 1:
         raise ValueError(f"batched AdaLoRA runs need one budget schedule, got {sorted(schedules, key=str)}")
     first = stepping[0][0].allocator
-    stacked = RankAllocator(first.target_rank, tinit=first.tinit, tfinal=first.tfinal, deltaT=first.deltaT, beta1=first.beta1, beta2=first.beta2)
+    schedule = {name: getattr(first, name) for name in ("tinit", "tfinal", "deltaT", "beta1", "beta2")}
+    stacked = RankAllocator(first.target_rank, **schedule)
     paths = {id(module): path for path, module in objective.named_modules()}
     for adapter in first.adapters:
         keys = {name: f"{paths[id(adapter)]}.{name}" for name in ("P", "Lambda", "Q")}
@@ -127,13 +131,16 @@ def _stacked_allocator(objective: _Objective, hooks: list[list[Adapter]], traina
 
 def _check_runs(models: list[nn.Module], hooks: list[list[Adapter]], data: list[Dataset], lrs: list[float]) -> None:
     if not models or not len(models) == len(hooks) == len(data) == len(lrs):
-        raise ValueError(f"train_batched needs as many models, hook lists, datasets and lrs (>= 1), got {len(models)}, {len(hooks)}, {len(data)}, {len(lrs)}")
+        counts = f"{len(models)}, {len(hooks)}, {len(data)}, {len(lrs)}"
+        raise ValueError(f"train_batched needs as many models, hook lists, datasets and lrs (>= 1), got {counts}")
     methods = {tuple(type(hook).__name__ for hook in run) for run in hooks}
     if len(methods) > 1:
         raise ValueError(f"train_batched stacks runs of one method, got hooks {sorted(methods)}")
 
 
-def train_batched(models: list[nn.Module], hooks: list[list[Adapter]], data: list[Dataset], epochs: int, lrs: list[float]) -> list[History]:
+def train_batched(
+    models: list[nn.Module], hooks: list[list[Adapter]], data: list[Dataset], epochs: int, lrs: list[float]
+) -> list[History]:
     """``[train(models[i], data[i], epochs, lrs[i], hooks[i]) for i in range(K)]``, in one pass.
 
     The runs must share shapes and method. Each run's trained parameters are written back into
@@ -142,7 +149,8 @@ def train_batched(models: list[nn.Module], hooks: list[list[Adapter]], data: lis
     A run that stops being finite is recorded diverged at its step and frozen; the others go on.
     """
     _check_runs(models, hooks, data, lrs)
-    objectives = [_Objective(model, [h for h in run if _overrides(h, "regularization")]) for model, run in zip(models, hooks)]
+    regularized = [[hook for hook in run if _overrides(hook, "regularization")] for run in hooks]
+    objectives = [_Objective(model, run) for model, run in zip(models, regularized)]
     params, buffers = stack_module_state(objectives)
     trainable_names = [name for name, p in objectives[0].named_parameters() if p.requires_grad]
     trainable = {name: params[name].detach() for name in trainable_names}
@@ -201,7 +209,9 @@ def _initial_histories(initial: list[list[float]], trainable: State) -> tuple[li
     return histories, frozen_at
 
 
-def _record(history: History, row: list[float], step: int, frozen_at: dict[int, State], trainable: State, i: int) -> bool:
+def _record(
+    history: History, row: list[float], step: int, frozen_at: dict[int, State], trainable: State, i: int
+) -> bool:
     """Append run i's step; True when it diverged there (its lists keep only finite values, as ``train``'s)."""
     lists = (history.train_loss, history.grad_norm, history.val_loss, history.test_loss)
     for values, value in zip(lists, row):

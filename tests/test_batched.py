@@ -31,7 +31,10 @@ def dataset(seed: int, dtype: torch.dtype) -> Dataset:
     return Dataset(draw(20, 16), draw(20, 10), draw(12, 16), draw(12, 10), draw(8, 16), draw(8, 10))
 
 
-def make_runs(method: str, dtype: torch.dtype, lrs: list[float]) -> list[tuple[TwoLayer, list[Adapter], Dataset, float]]:
+Run = tuple[TwoLayer, list[Adapter], Dataset, float]
+
+
+def make_runs(method: str, dtype: torch.dtype, lrs: list[float]) -> list[Run]:
     """Run i: seed i // 2 (pretrained weights, data, adapter init), lrs[i]; every layer adapted, so
     shared state (VeRA's projections, MoS's pools, AdaLoRA's joint budget) spans two layers."""
     runs = []
