@@ -83,8 +83,9 @@ def median_ratio(treatment: tuple[float, float], control: tuple[float, float]) -
     """log10 of a ratio of timing medians, its interval from the quartiles (median -/+ IQR/2) of each:
     a timing is one median over many repeats, not a sample of seeds, so this is no confidence interval."""
     (m_t, iqr_t), (m_c, iqr_c) = treatment, control
-    low = math.log10(max(m_t - iqr_t / 2, 1e-300) / (m_c + iqr_c / 2))
-    high = math.log10((m_t + iqr_t / 2) / max(m_c - iqr_c / 2, 1e-300))
+    lower = lambda m, iqr: m - iqr / 2 if m > iqr / 2 else 0.0  # noqa: E731  (a spread as wide as the median)
+    low = math.log10(lower(m_t, iqr_t) / (m_c + iqr_c / 2)) if lower(m_t, iqr_t) > 0 else -math.inf
+    high = math.log10((m_t + iqr_t / 2) / lower(m_c, iqr_c)) if lower(m_c, iqr_c) > 0 else math.inf
     return Effect(math.log10(m_t / m_c), low, high, MIN_SEEDS, "quartiles")
 
 

@@ -90,3 +90,10 @@ def test_the_table_has_the_ten_claims_each_measurable() -> None:
             for method in part.treatment + part.control:
                 adapters.get(method)
             assert part.direction in ("greater", "less", "within") and part.margin > 0
+
+
+def test_a_timing_spread_as_wide_as_its_median_is_inconclusive() -> None:
+    wild = median_ratio((5e-3, 1.2e-2), (1e-3, 1e-4))
+    assert wild.low == -math.inf and verdict(wild, "greater", M) == "inconclusive"
+    # ... while a wide control spread still leaves a clear lower bound on the ratio.
+    assert verdict(median_ratio((5e-3, 1e-4), (1e-3, 3e-3)), "greater", M) == "supported"
