@@ -87,9 +87,11 @@ def test_shift_families_move_the_targets_as_documented(kind: str) -> None:
     delta = {s: t.targets(u, shifted=True) - base for s, t in task.items()}
     energy = {s: float(d.pow(2).mean()) for s, d in delta.items()}
     assert energy["out_of_span"] == pytest.approx(cfg.shift_amplitude**2 / 2, rel=0.1)
-    assert energy["in_span"] == pytest.approx((cfg.shift_gain**2 + 1 - 2 * cfg.shift_gain * math.cos(cfg.shift_phase)) / 2, rel=0.1)
-    assert energy["mix"] == pytest.approx(cfg.shift_mix * energy["out_of_span"] + (1 - cfg.shift_mix) * energy["in_span"], rel=0.1)
-    cosine = float((delta["in_span"] * delta["out_of_span"]).sum() / (delta["in_span"].norm() * delta["out_of_span"].norm()))
+    gain, phase, mix = cfg.shift_gain, cfg.shift_phase, cfg.shift_mix
+    assert energy["in_span"] == pytest.approx((gain**2 + 1 - 2 * gain * math.cos(phase)) / 2, rel=0.1)
+    assert energy["mix"] == pytest.approx(mix * energy["out_of_span"] + (1 - mix) * energy["in_span"], rel=0.1)
+    inside, outside = delta["in_span"], delta["out_of_span"]
+    cosine = float((inside * outside).sum() / (inside.norm() * outside.norm()))
     assert abs(cosine) < 0.05
 
 
@@ -102,3 +104,13 @@ def test_the_presets_keep_the_out_of_span_shift() -> None:
 def test_shift_mix_outside_zero_one_is_rejected() -> None:
     with pytest.raises(ValueError, match="shift_mix"):
         TaskConfig(shift="mix", shift_mix=1.5)
+
+
+@pytest.mark.slow
+def test_the_span_study_prints_a_row_per_family_layer_and_subspace(capsys: pytest.CaptureFixture[str]) -> None:
+    from studies import span
+
+    span.main(["--seeds", "1", "--width", "8", "--pretrain-epochs", "5", "--adapt-epochs", "3"])
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert len(rows) == 3 * 3 * 2 + 1  # families x (layer1 FT, layer2 FT, layer2 LS) x (top, bottom) + baseline
+    assert {row.split()[0] for row in rows[:-1]} == {"out_of_span", "in_span", "mix"}
