@@ -17,7 +17,9 @@ import numpy as np
 
 from figures.claims import no_free_lunch_figure
 from figures.style import save
-from nfl.claims import CLAIMS, RULE, Claim, Effect, Part, bootstrap_effect, combine, median_ratio, verdict, welch_difference
+from nfl.claims import (
+    CLAIMS, RULE, Claim, Effect, Part, bootstrap_effect, combine, median_ratio, verdict, welch_difference,
+)
 from nfl.config import Shift
 from nfl.sweep import Cell
 from nfl.training import adapt, evaluate
@@ -53,7 +55,9 @@ def quality(setup: StudySetup, cell: Cell) -> dict[str, Any]:
             "test_loss": history.test_loss[step] if finished else None,
             "early_test_loss": history.test_loss[early] if finished and len(history.test_loss) > early else None,
             "initial_grad_norm": history.grad_norm[0] if history.grad_norm else None,
-            "forgetting_base_test_loss": evaluate(result.model, data.base.x_test, data.base.y_test) if finished else None,
+            "forgetting_base_test_loss": (
+                evaluate(result.model, data.base.x_test, data.base.y_test) if finished else None
+            ),
         },
     }
 
@@ -128,7 +132,9 @@ def timing_effect(records: Records, part: Part) -> Effect | None:
     medians = {r["method"]: (r["timing"]["median_s"], r["timing"]["iqr_s"]) for r in records}
     if not all(m in medians for m in part.treatment + part.control):
         return None
-    side = lambda methods: tuple(float(np.exp(np.mean(np.log([medians[m][i] for m in methods])))) for i in (0, 1))  # noqa: E731
+    def side(methods: tuple[str, ...]) -> tuple[float, float]:
+        return tuple(float(np.exp(np.mean(np.log([medians[m][i] for m in methods])))) for i in (0, 1))
+
     return median_ratio(side(part.treatment), side(part.control))
 
 
@@ -187,18 +193,21 @@ def table(columns: dict[str, tuple[Records, Records]], timing: dict[str, Records
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for claim in CLAIMS:
         cells = [judge(claim, q, grid, timing) for q, grid in columns.values()]
-        lines.append(f"| {claim.number} | {claim.text} ({claim.source}) | {claim.measurement} | " + " | ".join(cells) + " |")
+        lines.append(f"| {claim.number} | {claim.text} ({claim.source}) | {claim.measurement} | {' | '.join(cells)} |")
     return lines
 
 
 def timing_device(timing: dict[str, Records]) -> str:
     first = next((rs[0] for rs in timing.values() if rs), None)
-    return "no timing records" if first is None else f"{first['env']['device_name']}, {first['timing']['num_threads']} thread(s)"
+    if first is None:
+        return "no timing records"
+    return f"{first['env']['device_name']}, {first['timing']['num_threads']} thread(s)"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("claims", __doc__.splitlines()[0])
-    parser.add_argument("--shifts", default=",".join(SHIFTS), help=f"comma-separated shift families (default: {','.join(SHIFTS)})")
+    parser.add_argument("--shifts", default=",".join(SHIFTS),
+                        help=f"comma-separated shift families (default: {','.join(SHIFTS)})")
     parser.add_argument("--widths", default="64,128", help="comma-separated MLP widths (default: 64,128)")
     setup = StudySetup(parser, argv)
     try:
@@ -220,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             sub = sub_setup(setup, parser, shift, width)
             grid = run_column(sub, lrs)
             if i == 0:  # timing does not depend on the targets: measured once per width
-                timing = {"init_time": init_time.run(sub, sub.plan(None)), "train_time": train_time.run(sub, sub.plan(None))}
+                plan = sub.plan(None)
+                timing = {"init_time": init_time.run(sub, plan), "train_time": train_time.run(sub, plan)}
             columns = {"lr 1e-3": ([r for r in grid if r["lr"] == FIXED_LR], grid), "tuned lr": (tuned(grid), grid)}
             figure_records[shift] = columns["tuned lr"][0]
             lines += [f"## width {width}, shift {shift}", "",
