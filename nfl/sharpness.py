@@ -67,7 +67,9 @@ def hessian_matvec(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     return matvec, sum(sizes)
 
 
-def _power(matvec: MatVec, v: torch.Tensor, shift: float, iterations: int, tol: float) -> tuple[float, float, torch.Tensor]:
+def _power(
+    matvec: MatVec, v: torch.Tensor, shift: float, iterations: int, tol: float
+) -> tuple[float, float, torch.Tensor]:
     """Power iteration on M + shift·I from unit ``v``: (Rayleigh quotient, ‖(M + shift·I) v‖, last v)."""
     rayleigh = norm = float("nan")
     for _ in range(iterations):

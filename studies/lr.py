@@ -33,7 +33,8 @@ def table(records: list[dict[str, Any]]) -> str:
     (largest mean / smallest mean) of each column."""
     rows, fixed, tuned_means = [], [], []
     for tuned in tune(records):
-        at_paper = [r for r in records if (r["method"], r["rank"]) == (tuned.method, tuned.rank) and r["lr"] == PAPER_LR]
+        key = (tuned.method, tuned.rank)
+        at_paper = [r for r in records if (r["method"], r["rank"]) == key and r["lr"] == PAPER_LR]
         summaries = [r["summary"] for r in tuned.records]
         rows.append({
             "method": adapters.get(tuned.method).label,
@@ -49,7 +50,10 @@ def table(records: list[dict[str, Any]]) -> str:
         finite = [m for m in means if m is not None]
         return f"{max(finite) / min(finite):.1f}x ({min(finite):.4f} … {max(finite):.4f})" if finite else "-"
 
-    rows.append({"method": "spread across methods", "test loss at lr 1e-3": spread(fixed), "test loss at tuned lr": spread(tuned_means)})
+    rows.append({
+        "method": "spread across methods",
+        "test loss at lr 1e-3": spread(fixed), "test loss at tuned lr": spread(tuned_means),
+    })
     return format_table(rows, ["method", "rank", "test loss at lr 1e-3", "tuned lr", "test loss at tuned lr"])
 
 
@@ -60,9 +64,11 @@ def sharpness_points(records: list[dict[str, Any]]) -> tuple[list[tuple[str, flo
     points = []
     for tuned in tune(records):
         if tuned.lr is not None:
-            points.append((tuned.method, float(np.mean([r["summary"]["sharpness"] for r in tuned.records])), tuned.lr))
-    rho = float(spearmanr([p[1] for p in points], [p[2] for p in points]).statistic) if len(points) > 2 else float("nan")
-    return points, rho
+            sharpness = float(np.mean([r["summary"]["sharpness"] for r in tuned.records]))
+            points.append((tuned.method, sharpness, tuned.lr))
+    if len(points) < 3:
+        return points, float("nan")
+    return points, float(spearmanr([p[1] for p in points], [p[2] for p in points]).statistic)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -71,10 +77,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = setup.config
     title = f"preset {cfg.preset}, width {cfg.model.width}, {len(setup.seeds)} seed(s)"
     points, rho = sharpness_points(records)
-    paths = [*save(lr_figure(records, title), setup.out / "lr"), *save(sharpness_figure(points, rho, title), setup.out / "sharpness")]
+    paths = [
+        *save(lr_figure(records, title), setup.out / "lr"),
+        *save(sharpness_figure(points, rho, title), setup.out / "sharpness"),
+    ]
     print(table(records))
     print(f"\ntuned lr vs λ_max at initialisation: Spearman ρ = {rho:.2f} over {len(points)} methods")
-    print(f"\nrecords: {setup.out / 'adaptability.jsonl'}\nfigures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
+    print(f"\nrecords: {setup.out / 'adaptability.jsonl'}")
+    print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
 
 
 if __name__ == "__main__":

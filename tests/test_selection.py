@@ -5,7 +5,8 @@ from __future__ import annotations
 from nfl.selection import at_tuned_lr, select_lr, selected_step, tune
 
 
-def record(lr: float, seed: int, val: float | None, test: float | None = 0.5, diverged: int | None = None) -> dict:
+def record(lr: float, seed: int, val: float | None, test: float | None = 0.5,
+           diverged: int | None = None) -> dict:
     return {"method": "lora", "rank": 2, "seed": seed, "lr": lr,
             "summary": {"min_val_loss": val, "test_loss": test, "diverged_at": diverged}}
 
