@@ -105,6 +105,12 @@ def _overrides(hook: object, hook_name: str) -> bool:
     return getattr(type(hook), hook_name) is not getattr(Adapter, hook_name)
 
 
+def can_batch(hooks: list[Adapter]) -> bool:
+    """Whether one run's adapters use only mechanisms this engine batches (an external adapter with
+    an ``on_step`` of its own is trained by the sequential reference instead)."""
+    return all(isinstance(hook, AdaLoRA) or not _overrides(hook, "on_step") for hook in hooks)
+
+
 def _stacked_allocator(objective: _Objective, hooks: list[list[Adapter]], trainable: State) -> RankAllocator | None:
     """The runs' AdaLoRA budgets as one allocator over the stacked triplets (None without AdaLoRA).
 

@@ -19,6 +19,7 @@ from figures.curves import loss_curves_figure
 from figures.records import diverged_note
 from figures.style import save
 from nfl import seeds
+from nfl.batched import can_batch, train_batched
 from nfl.metrics import count_trainable
 from nfl.config import format_lr_grid
 from nfl.selection import at_tuned_lr, run_summary, tune
@@ -42,11 +43,20 @@ def compute_group(setup: StudySetup, cells: list[Cell]) -> list[dict[str, Any]]:
     data = [setup.pretrained(c.seed)[0] for c in cells]
     norms = [initial_gradient_norms(model, d.shifted, hooks) for (model, hooks), d in zip(runs, data)]
     sharpness = {c.seed: _sharpness(setup, c) for c in cells}
-    histories = [train(m, d.shifted, cfg.train.adapt_epochs, c.lr, h) for (m, h), d, c in zip(runs, data, cells)]
+    histories = train_runs(setup, runs, [d.shifted for d in data], [c.lr for c in cells])
     return [
         record(setup, c, model, hooks, history, grads, sharpness[c.seed])
         for c, (model, hooks), history, grads in zip(cells, runs, histories, norms)
     ]
+
+
+def train_runs(setup: StudySetup, runs: list[tuple[torch.nn.Module, list]], data: list, lrs: list[float]) -> list[History]:
+    """Train prepared runs of one method: all at once with the batched engine (exactly the sequential
+    numbers; tests/test_batched.py), or one after another with ``--engine sequential``."""
+    epochs = setup.config.train.adapt_epochs
+    if setup.engine == "batched" and all(can_batch(hooks) for _, hooks in runs):
+        return train_batched([m for m, _ in runs], [h for _, h in runs], data, epochs, lrs)
+    return [train(model, d, epochs, lr, hooks) for (model, hooks), d, lr in zip(runs, data, lrs)]
 
 
 def record(

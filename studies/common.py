@@ -17,6 +17,7 @@ from nfl.stats import mean_ci
 from nfl.seeds import Run
 from nfl.sweep import Cell, SweepInterrupted, run_cells
 from nfl.tasks import TaskData, make_task_data
+from nfl.threads import default_threads
 from nfl.training import History, pretrain
 
 SWEEP_RANKS = (1, 2, 4, 8, 16, 32, 64)
@@ -31,7 +32,12 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
     parser.add_argument("--ranks", default=None, help=f"comma-separated ranks (default: {ranks_help})")
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
     parser.add_argument("--quick", action="store_true", help="one seed, at most three grid learning rates and fewer timing repeats, same outputs")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: torch's, i.e. the cores); recorded in every record's environment")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: 1 below width 256, else 2; see nfl.threads); recorded in every record's environment")
+    parser.add_argument(
+        "--engine", choices=("batched", "sequential"), default="batched",
+        help="quality runs: batched trains one (method, rank)'s seeds x learning rates at once (torch.func.vmap), "
+        "sequential one after another (the reference; same numbers); timing always measures one run",
+    )
     parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
     add_config_arguments(parser)
     return parser
@@ -96,8 +102,9 @@ class StudySetup:
         except ValueError as error:
             parser.error(str(error))  # one line on stderr, exit status 2
         self.args = args
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
+        # Small models want one thread (nfl.threads); --threads overrides, and records keep the number.
+        torch.set_num_threads(args.threads or default_threads(self.config.model.width))
+        self.engine = args.engine
         self.quick = args.quick
         self.seeds = [self.config.seed + i for i in range(1 if args.quick else args.seeds)]
         grid = self.config.train.adaptation_lrs
