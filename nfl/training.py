@@ -15,7 +15,7 @@ from torch import nn
 import adapters as registry
 from adapters.base import Adapter
 from nfl.config import ExperimentConfig
-from nfl.metrics import count_trainable, grad_norm, trainable_parameters
+from nfl.params import count_trainable, grad_norm, trainable_parameters
 from nfl.model import MLP, make_mlp, target_layer_names
 from nfl.tasks import Dataset, TaskData
 
@@ -148,7 +148,7 @@ def pretrain(cfg: ExperimentConfig, data: TaskData, seed: int, device: str | tor
             DegenerateTaskWarning(
                 f"the pretrained model's base-task validation loss {history.final_val_loss:.3f} is no better "
                 f"than predicting zero ({data.base.zero_loss:.3f}): it has learnt nothing to adapt "
-                f"(preset {cfg.preset!r}; see DESIGN.md)"
+                f"(preset {cfg.preset!r}; see docs/design.md)"
             ),
             stacklevel=2,
         )
@@ -168,7 +168,7 @@ class Adapted:
 def prepare(pretrained: nn.Module, method: str, cfg: ExperimentConfig, rank: int | None, seed: int, **hparams) -> tuple[nn.Module, list[Adapter]]:
     """A copy of ``pretrained`` with ``method`` attached; the pretrained model is left as it was."""
     model = copy.deepcopy(pretrained)
-    attached = registry.attach(model, method, cfg.targets, rank=rank, seed=seed, **hparams)
+    attached = registry.attach(model, method, target_layer_names(cfg.targets), rank=rank, seed=seed, **hparams)
     if cfg.train_unadapted_layers:
         covered = set(target_layer_names(cfg.targets))
         for name, module in model.named_children():

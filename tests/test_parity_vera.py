@@ -40,7 +40,7 @@ def test_vera_on_two_layers_of_different_shapes_matches_peft() -> None:
 
     model = TwoLayer(torch.float64)
     theirs = peft.get_peft_model(copy.deepcopy(model), peft.VeraConfig(r=5, target_modules=["layer1", "layer2"]))
-    ours = adapters.attach(model, "vera", "all", rank=5)
+    ours = adapters.attach(model, "vera", ["layer1", "layer2"], rank=5, projection_seed=0)  # PEFT's default key
     peft_layers = [theirs.base_model.model.layer1, theirs.base_model.model.layer2]
     # PEFT also sizes the shared projections to the largest layer and slices them per layer.
     for adapter in ours:

@@ -51,7 +51,7 @@ def test_same_seed_gives_identical_training() -> None:
 
 @pytest.mark.parametrize("seed", [43, 44, 45])
 def test_default_preset_is_well_posed(seed: int) -> None:
-    """DESIGN.md's four criteria (the fourth, reporting, is checked by the study's CLI test)."""
+    """docs/design.md's four criteria (the fourth, reporting, is checked by the study's CLI test)."""
     cfg = preset("default")
     data = make_task_data(cfg.task, cfg.model.width, seed)
     with warnings.catch_warnings():
