@@ -156,7 +156,7 @@ class RankAllocator:
 
     @torch.no_grad()
     def update_importance(self) -> None:
-        """Ī ← β1 Ī + (1 − β1) I,  Ū ← β2 Ū + (1 − β2) |I − Ī|, with I = |w · ∂L/∂w| per entry."""
+        """Ī ← β1 Ī + (1 − β1) I,  Ū ← β2 Ū + (1 − β2) |I − Ī|, I = |w · ∂L/∂w| per entry."""
         for i, adapter in enumerate(self.adapters):
             for name, p in adapter.triplet().items():
                 key = (i, name)

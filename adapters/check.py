@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         for verdict in run_checks(method):
             failed += not verdict.passed
             print(f"{'PASS' if verdict.passed else 'FAIL'}  {method}: {verdict.check} ({verdict.detail})")
-    print(f"{failed} of {len(methods) * len(CHECKS)} checks failed" if failed else f"all checks passed for {', '.join(methods)}")
+    total = len(methods) * len(CHECKS)
+    print(f"{failed} of {total} checks failed" if failed else f"all checks passed for {', '.join(methods)}")
     return 1 if failed else 0
 
 

@@ -113,8 +113,8 @@ def only_its_parameters_move(method: str) -> Verdict:
         for name, param in before.named_parameters():
             layer, _, leaf = name.rpartition(".")
             adapted = isinstance(model.get_submodule(layer), Adapter)
-            frozen = getattr(model.get_submodule(layer), "base_weight" if leaf == "weight" else leaf) if adapted else None
-            current = frozen if adapted else model.get_parameter(name)
+            frozen_name = "base_weight" if leaf == "weight" else leaf
+            current = getattr(model.get_submodule(layer), frozen_name) if adapted else model.get_parameter(name)
             if not torch.equal(param, current):
                 return Verdict("only its parameters move", False, f"frozen {name} moved")
     return Verdict("only its parameters move", True, f"{len(initial)} trainable tensors moved, the rest did not")
@@ -122,7 +122,8 @@ def only_its_parameters_move(method: str) -> Verdict:
 
 def count_equals_formula(method: str) -> Verdict:
     model = small_model()
-    shapes = [(m.out_features, m.in_features) for m in map(model.get_submodule, trained_layer_names(model, method, TARGETS))]
+    layers = map(model.get_submodule, trained_layer_names(model, method, TARGETS))
+    shapes = [(m.out_features, m.in_features) for m in layers]
     attach(model, method, TARGETS, seed=0)
     counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
     expected = get(method).expected_params(shapes, None)

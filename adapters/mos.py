@@ -54,7 +54,8 @@ class MoSHParams(ScaledHParams):
         for name in ("pool_rank", "private_rank"):
             value = getattr(self, name)
             low = 1 if name == "pool_rank" else 0
-            require(value is None or (is_int(value) and value >= low), f"needs an integer {name} >= {low}, got {value!r}")
+            ok = value is None or (is_int(value) and value >= low)
+            require(ok, f"needs an integer {name} >= {low}, got {value!r}")
         l = self.shards_per_vector
         require(is_int(l) and l >= 1, f"needs an integer shards_per_vector >= 1, got {l!r}")
 
@@ -76,7 +77,9 @@ class ShardPool(NamedTuple):
     owners: tuple[nn.Linear, ...]
 
 
-def shard_indices(rank: int, hp: MoSHParams, pool: ShardPool, layer: nn.Linear, generator: torch.Generator) -> torch.Tensor:
+def shard_indices(
+    rank: int, hp: MoSHParams, pool: ShardPool, layer: nn.Linear, generator: torch.Generator
+) -> torch.Tensor:
     """(r, l) pool indices for one factor of ``layer``: row j lists the shards of rank vector j."""
     l, owners, p = hp.shards_per_vector, len(pool.owners), hp.private_rank_for(rank)
     position = next(i for i, owner in enumerate(pool.owners) if owner is layer)
@@ -118,14 +121,17 @@ class MoS(LowRank):
     @classmethod
     def check(cls, out_features: int, in_features: int, rank: int, hp: MoSHParams) -> None:
         l, R_v, p = hp.shards_per_vector, hp.pool_rank_for(rank), hp.private_rank_for(rank)
-        require(in_features % l == 0 and out_features % l == 0,
-                f"needs shards_per_vector to divide in_features = {in_features} and out_features = {out_features}, got {l}")
+        divides = in_features % l == 0 and out_features % l == 0
+        require(divides, f"needs shards_per_vector to divide in_features = {in_features} "
+                         f"and out_features = {out_features}, got {l}")
         require(p <= min(rank, R_v), f"needs 0 <= private_rank <= min(rank, pool_rank) = {min(rank, R_v)}, got {p}")
         require(p < R_v or rank == R_v,
                 f"with private_rank = pool_rank = {R_v} has no shared shards, so it needs rank = {R_v}, got {rank}")
 
     @classmethod
-    def make_shared(cls, layers: list[nn.Linear], rank: int, hp: MoSHParams, streams: Streams) -> dict[tuple[int, int], ShardPool]:
+    def make_shared(
+        cls, layers: list[nn.Linear], rank: int, hp: MoSHParams, streams: Streams
+    ) -> dict[tuple[int, int], ShardPool]:
         """One trainable pool pair per layer shape (d, k), sized for the layers of that shape."""
         l, R_v = hp.shards_per_vector, hp.pool_rank_for(rank)
         pools = {}

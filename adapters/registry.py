@@ -186,7 +186,9 @@ def get(name: str) -> MethodSpec:
     return _REGISTRY[name]
 
 
-def build_all(name: str, layers: list[nn.Linear], rank: int | None = None, seed: int = 0, **hparams: Any) -> list[Adapter]:
+def build_all(
+    name: str, layers: list[nn.Linear], rank: int | None = None, seed: int = 0, **hparams: Any
+) -> list[Adapter]:
     """Adapters of method ``name`` around ``layers``, sharing the method's cross-layer state
     (the layers themselves are left untouched). This is all a method does before its first step.
 

@@ -26,7 +26,8 @@ def target_names(model: nn.Module, target_modules: Targets) -> list[str]:
         for name in wanted:
             if name not in linears:
                 what = "is not an nn.Linear" if name in dict(model.named_modules()) else "is no module"
-                raise ValueError(f"target {name!r} {what} of {type(model).__name__}; Linear layers: {', '.join(linears)}")
+                model_name = type(model).__name__
+                raise ValueError(f"target {name!r} {what} of {model_name}; Linear layers: {', '.join(linears)}")
         chosen = set(wanted)
     elif isinstance(target_modules, re.Pattern):
         chosen = {name for name in linears if target_modules.fullmatch(name)}
@@ -47,7 +48,9 @@ def trained_layer_names(model: nn.Module, method: str, target_modules: Targets) 
     return target_names(model, target_modules)
 
 
-def attach(model: nn.Module, method: str, target_modules: Targets, rank: int | None = None, seed: int = 0, **hparams: Any) -> list[Adapter]:
+def attach(
+    model: nn.Module, method: str, target_modules: Targets, rank: int | None = None, seed: int = 0, **hparams: Any
+) -> list[Adapter]:
     """Freeze ``model`` and put ``method`` on the selected layers, in place; return the adapters.
 
     Shared state (VeRA's projections, MoS's pools, AdaLoRA's budget) is created once and handed to

@@ -47,6 +47,7 @@ class Recorder:
         self.delta_rank.append([int(torch.linalg.matrix_rank(a.delta_weight().detach(), atol=1e-10, rtol=0)) for a in self.attached])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rank,init_rank", [(2, None), (3, 8)])
 def test_rank_budget_follows_the_cubic_schedule_and_ends_at_target(rank: int, init_rank: int | None) -> None:
     model = TwoLayer(DOUBLE)

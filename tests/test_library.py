@@ -43,8 +43,8 @@ class Nested(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        block = lambda: nn.ModuleDict({"mlp": nn.Sequential(nn.Linear(8, 12), nn.GELU(), nn.Linear(12, 8))})  # noqa: E731
-        self.blocks = nn.ModuleList([block(), block()])
+        mlp = lambda: nn.Sequential(nn.Linear(8, 12), nn.GELU(), nn.Linear(12, 8))  # noqa: E731
+        self.blocks = nn.ModuleList([nn.ModuleDict({"mlp": mlp()}) for _ in range(2)])
         self.norm = nn.LayerNorm(8)
         self.head = nn.Linear(8, 6)
 
@@ -108,7 +108,8 @@ def test_target_modules_by_name_list_regex_and_predicate() -> None:
     model = _nested()
     assert adapters.target_names(model, "head") == ["head"]
     assert adapters.target_names(model, ["head", "blocks.1.mlp.0"]) == ["blocks.1.mlp.0", "head"]
-    assert adapters.target_names(model, MLP_LAYERS) == ["blocks.0.mlp.0", "blocks.0.mlp.2", "blocks.1.mlp.0", "blocks.1.mlp.2"]
+    expected = ["blocks.0.mlp.0", "blocks.0.mlp.2", "blocks.1.mlp.0", "blocks.1.mlp.2"]
+    assert adapters.target_names(model, MLP_LAYERS) == expected
     assert adapters.target_names(model, lambda name, m: m.out_features == 6) == ["head"]
     with pytest.raises(ValueError, match="target 'norm' is not an nn.Linear"):
         adapters.target_names(model, "norm")

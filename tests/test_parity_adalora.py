@@ -24,6 +24,8 @@ from nfl.training import train  # noqa: E402
 from tests.conftest import TwoLayer, perturb_  # noqa: E402
 from tests.peft_parity import TOLERANCE, copy_into  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
+
 DOUBLE = torch.float64
 
 

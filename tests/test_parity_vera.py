@@ -11,6 +11,8 @@ import adapters  # noqa: E402
 from tests.conftest import TwoLayer, perturb_  # noqa: E402
 from tests.peft_parity import assert_parity, copy_into, peft_layer  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
+
 
 def _x() -> torch.Tensor:
     return torch.randn(9, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

@@ -12,6 +12,8 @@ from nfl.config import preset
 from nfl.tasks import make_task_data
 from nfl.training import DegenerateTaskWarning, adapt, evaluate, pretrain
 
+pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
+
 
 def test_same_seed_gives_identical_data() -> None:
     cfg = preset("default").task
