@@ -1,12 +1,21 @@
-"""Adapters: one module per method, the contract (base.py) and the registry (registry.py).
+"""Adapters: one module per method, the contract (base.py), the registry (registry.py) and
+attaching to any model's Linear layers by name (targets.py). Imports nothing from nfl.
 
-Importing this package registers every method, in the order below (the order studies and
+Importing this package registers every built-in method, in the order below (the order studies and
 figures use): full fine-tuning, LoRA, PiSSA, MiLoRA, VeRA, DoRA, ProLoRA, AdaLoRA, MoS, MiSS,
-MiSS^e.
+MiSS^e; then installed plug-ins (entry-point group ``nfl.adapters``) on first use of the registry.
 """
 
-# Registration side effects, in order.
-from adapters import full, lora, pissa, milora, vera, dora, prolora, adalora, mos, miss  # noqa: F401
-from adapters.registry import attach, build, build_all, get, names
+from adapters.base import Adapter, HParams, hparam, like, require
+from adapters.lowrank import LowRank, ScaledHParams
+from adapters.plugins import load_module
+from adapters.registry import MethodSpec, add, build, build_all, get, names, register
+from adapters.targets import attach, target_names, trained_layer_names
 
-__all__ = ["attach", "build", "build_all", "get", "names"]
+# Registration side effects, in order.
+from adapters import full, lora, pissa, milora, vera, dora, prolora, adalora, mos, miss  # noqa: E402, F401
+
+__all__ = [
+    "Adapter", "HParams", "LowRank", "MethodSpec", "ScaledHParams", "add", "attach", "build", "build_all", "get",
+    "hparam", "like", "load_module", "names", "register", "require", "target_names", "trained_layer_names",
+]

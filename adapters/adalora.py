@@ -33,24 +33,50 @@ optimiser step may revive them until they are masked again. Parameters: r0(d + k
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 from torch import nn
 
-from adapters.base import Adapter, like, require_rank
-from adapters.lora import LoRA, require_alpha
+from adapters.base import hparam, is_int, like, require
+from adapters.lowrank import LowRank, ScaledHParams
 from adapters.registry import register
+from adapters.streams import Streams
 
 
-def initial_rank(rank: int, init_rank: int | None) -> int:
-    """r0: ``init_rank``, or ⌈1.5·target_r⌉ when it is None."""
-    return math.ceil(1.5 * rank) if init_rank is None else init_rank
+@dataclasses.dataclass(frozen=True)
+class AdaLoRAHParams(ScaledHParams):
+    init_rank: int | None = hparam(None, "r0, the rank before pruning; default: ceil(1.5 rank)")
+    orth_reg_weight: float = hparam(0.5, "γ, the weight of the orthogonality penalty (PEFT's default)")
+    tinit: int | None = hparam(None, "warm-up steps before pruning; default: a tenth of the run")
+    tfinal: int | None = hparam(None, "final steps at the target budget; default: three tenths of the run")
+    deltaT: int = hparam(1, "steps between two budget allocations")
+    beta1: float = hparam(0.85, "β1, EMA factor of the sensitivity")
+    beta2: float = hparam(0.85, "β2, EMA factor of its uncertainty")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        init_rank = self.init_rank
+        require(init_rank is None or (is_int(init_rank) and init_rank >= 1),
+                f"needs an integer init_rank >= 1 (or None), got {init_rank!r}")
+        for name in ("tinit", "tfinal"):
+            steps = getattr(self, name)
+            require(steps is None or (is_int(steps) and steps >= 0), f"needs {name} >= 0 steps (or None), got {steps}")
+        require(is_int(self.deltaT) and self.deltaT >= 1, f"needs deltaT >= 1 step, got {self.deltaT}")
+        for name in ("beta1", "beta2"):
+            beta = getattr(self, name)
+            require(0 < beta < 1, f"needs 0 < {name} < 1, got {beta}")
+        require(self.orth_reg_weight >= 0, f"needs orth_reg_weight >= 0, got {self.orth_reg_weight}")
+
+    def initial_rank(self, rank: int) -> int:
+        """r0: ``init_rank``, or ⌈1.5·target_r⌉ when it is None."""
+        return math.ceil(1.5 * rank) if self.init_rank is None else self.init_rank
 
 
-def _trainable_count(shapes: list[tuple[int, int]], rank: int, init_rank: int | None, **schedule) -> int:
+def _trainable_count(shapes: list[tuple[int, int]], rank: int, hp: AdaLoRAHParams) -> int:
     # P, Λ and Q of every layer; alpha, the penalty weight and the schedule do not change the count.
-    return sum(initial_rank(rank, init_rank) * (d + k + 1) for d, k in shapes)
+    return sum(hp.initial_rank(rank) * (d + k + 1) for d, k in shapes)
 
 
 class RankAllocator:
@@ -64,7 +90,9 @@ class RankAllocator:
     runs, gradients in ``.grad``): scores, thresholds and masks are then taken per run.
     """
 
-    def __init__(self, target_rank: int, *, tinit: int | None, tfinal: int | None, deltaT: int, beta1: float, beta2: float):
+    def __init__(
+        self, target_rank: int, *, tinit: int | None, tfinal: int | None, deltaT: int, beta1: float, beta2: float
+    ):
         self.target_rank = target_rank
         self.tinit, self.tfinal, self.deltaT = tinit, tfinal, deltaT
         self.beta1, self.beta2 = beta1, beta2
@@ -91,7 +119,10 @@ class RankAllocator:
         tinit = total_steps // 10 if self.tinit is None else self.tinit
         tfinal = 3 * total_steps // 10 if self.tfinal is None else self.tfinal
         if tinit >= total_steps - tfinal:
-            raise ValueError(f"AdaLoRA needs tinit < total_steps - tfinal (a budgeting phase), got tinit={tinit}, tfinal={tfinal}, total_steps={total_steps}")
+            raise ValueError(
+                "AdaLoRA needs tinit < total_steps - tfinal (a budgeting phase), "
+                f"got tinit={tinit}, tfinal={tfinal}, total_steps={total_steps}"
+            )
         return tinit, tfinal
 
     def budget(self, step: int, total_steps: int) -> int:
@@ -128,7 +159,7 @@ class RankAllocator:
 
     @torch.no_grad()
     def update_importance(self) -> None:
-        """Ī ← β1 Ī + (1 − β1) I,  Ū ← β2 Ū + (1 − β2) |I − Ī|, with I = |w · ∂L/∂w| per entry."""
+        """Ī ← β1 Ī + (1 − β1) I,  Ū ← β2 Ū + (1 − β2) |I − Ī|, I = |w · ∂L/∂w| per entry."""
         for i, adapter in enumerate(self.adapters):
             for name, p in adapter.triplet().items():
                 key = (i, name)
@@ -136,7 +167,8 @@ class RankAllocator:
                     self.sensitivity[key], self.uncertainty[key] = torch.zeros_like(p), torch.zeros_like(p)
                 sensitivity = (p * p.grad).abs()
                 self.sensitivity[key] = self.beta1 * self.sensitivity[key] + (1 - self.beta1) * sensitivity
-                self.uncertainty[key] = self.beta2 * self.uncertainty[key] + (1 - self.beta2) * (sensitivity - self.sensitivity[key]).abs()
+                surprise = (sensitivity - self.sensitivity[key]).abs()
+                self.uncertainty[key] = self.beta2 * self.uncertainty[key] + (1 - self.beta2) * surprise
 
     def triplet_scores(self, i: int) -> torch.Tensor:
         """S_k = s(Λ_k) + mean_j s(Q_kj) + mean_j s(P_jk) for layer i, with s = Ī·Ū."""
@@ -165,87 +197,41 @@ class RankAllocator:
 @register(
     "adalora",
     label="AdaLoRA",
+    hparams=AdaLoRAHParams,
     default_rank=2,
     param_count=_trainable_count,
+    color="#999933",
+    marker="*",
     reference="Zhang et al. 2023; PEFT AdaLoraModel / RankAllocator; QingruZhang/AdaLoRA loralib",
 )
-class AdaLoRA(LoRA):
-    """P diag(Λ) Q on a frozen W0, through LoRA's forward / merge with factors (P, diag(Λ) Q)."""
+class AdaLoRA(LowRank):
+    """P diag(Λ) Q on a frozen W0, through the family's forward / merge with factors (P, diag(Λ) Q)."""
 
     trainable_names = ("P", "Lambda", "Q")
 
-    def __init__(
-        self,
-        base: nn.Linear,
-        rank: int,
-        *,
-        generator: torch.Generator,
-        shared: RankAllocator | None = None,
-        alpha: float | None = None,
-        init_rank: int | None = None,
-        orth_reg_weight: float = 0.5,
-        tinit: int | None = None,
-        tfinal: int | None = None,
-        deltaT: int = 1,
-        beta1: float = 0.85,
-        beta2: float = 0.85,
-    ):
-        # LoRA's A and B are not wanted: only its forward / merged_weight, through factors().
-        Adapter.__init__(self, base)
-        schedule = {"tinit": tinit, "tfinal": tfinal, "deltaT": deltaT, "beta1": beta1, "beta2": beta2}
-        self.check_arguments(self.out_features, self.in_features, rank, init_rank=init_rank, orth_reg_weight=orth_reg_weight, alpha=alpha, **schedule)
-        self.rank = rank
-        self.init_rank = initial_rank(rank, init_rank)
-        self.scaling = (self.init_rank if alpha is None else alpha) / (self.init_rank + 1e-5)
-        self.orth_reg_weight = orth_reg_weight
+    def __init__(self, base: nn.Linear, rank: int, hp: AdaLoRAHParams, *, streams: Streams, shared: RankAllocator):
+        init_rank = hp.initial_rank(rank)
+        super().__init__(base, rank, (init_rank if hp.alpha is None else hp.alpha) / (init_rank + 1e-5))
+        self.init_rank = init_rank
+        self.orth_reg_weight = hp.orth_reg_weight
         self.Q = nn.Parameter(torch.empty(self.init_rank, self.in_features, **like(base)))  # right singular vectors
         self.Lambda = nn.Parameter(torch.zeros(self.init_rank, **like(base)))  # singular values
         self.P = nn.Parameter(torch.empty(self.out_features, self.init_rank, **like(base)))  # left singular vectors
-        nn.init.normal_(self.Q, std=0.02, generator=generator)
-        nn.init.normal_(self.P, std=0.02, generator=generator)
+        nn.init.normal_(self.Q, std=0.02, generator=streams.init)
+        nn.init.normal_(self.P, std=0.02, generator=streams.init)
         # A plain attribute, not a submodule: the allocator is shared and holds no parameters.
-        self.allocator = shared if shared is not None else self.make_shared([base], rank, generator, **schedule)
+        self.allocator = shared
         self.allocator.register(self)
 
     @classmethod
-    def check_arguments(
-        cls,
-        out_features: int,
-        in_features: int,
-        rank: int,
-        *,
-        init_rank: int | None,
-        orth_reg_weight: float,
-        tinit: int | None,
-        tfinal: int | None,
-        deltaT: int,
-        beta1: float,
-        beta2: float,
-        alpha: float | None = None,
-        **_: object,
-    ) -> None:
-        # Called with every hyper-parameter filled in (by the registry or __init__): no defaults here.
-        label = cls.label()
-        require_rank(label, rank, 1, None)
-        if init_rank is not None:
-            require_rank(label, init_rank, 1, None)
-        require_rank(label, rank, 1, initial_rank(rank, init_rank), "init_rank")
-        require_alpha(label, alpha)
-        for name, steps in (("tinit", tinit), ("tfinal", tfinal)):
-            if steps is not None and steps < 0:
-                raise ValueError(f"{label} needs {name} >= 0 steps (or None), got {steps}")
-        if deltaT < 1:
-            raise ValueError(f"{label} needs deltaT >= 1 step, got {deltaT}")
-        for name, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0 < beta < 1:
-                raise ValueError(f"{label} needs 0 < {name} < 1, got {beta}")
-        if orth_reg_weight < 0:
-            raise ValueError(f"{label} needs orth_reg_weight >= 0, got {orth_reg_weight}")
+    def check(cls, out_features: int, in_features: int, rank: int, hp: AdaLoRAHParams) -> None:
+        require(rank <= hp.initial_rank(rank), f"needs 1 <= rank <= init_rank = {hp.initial_rank(rank)}, got {rank}")
 
     @classmethod
-    def make_shared(cls, layers: list[nn.Linear], rank: int, generator: torch.Generator, **hparams) -> RankAllocator:
+    def make_shared(cls, layers: list[nn.Linear], rank: int, hp: AdaLoRAHParams, streams: Streams) -> RankAllocator:
         """One allocator for all adapted layers; the adapters register with it as they are built."""
-        return RankAllocator(rank, **{name: hparams[name] for name in ("tinit", "tfinal", "deltaT", "beta1", "beta2")})
+        schedule = ("tinit", "tfinal", "deltaT", "beta1", "beta2")
+        return RankAllocator(rank, **{name: getattr(hp, name) for name in schedule})
 
     def triplet(self) -> dict[str, torch.Tensor]:
         return {"P": self.P, "Lambda": self.Lambda, "Q": self.Q}

@@ -1,26 +1,53 @@
-"""The adapter contract (DESIGN.md, "The adapter contract").
+"""The adapter contract (docs/design.md, "The adapter contract").
 
 An adapter wraps one frozen ``nn.Linear`` (weight W0, out x in = d x k, bias b) and is itself an
 ``nn.Module``. It never mutates the layer it is given: W0 and b are held as detached buffers
-(methods that rewrite the base weight, such as PiSSA's residual, keep their own copy).
+(methods that rewrite the base weight, such as PiSSA's residual, keep their own copy). Its
+hyper-parameters are a frozen :class:`HParams` dataclass, validated once when it is built.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adapters.streams import Streams
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """Base of every method's hyper-parameters: a frozen dataclass whose fields carry help text
+    (``hparam``) and whose ``__post_init__`` raises ``ValueError("needs ...")`` on a bad value
+    (the registry prefixes the method's label)."""
+
+
+def hparam(default: Any, help: str) -> Any:
+    """A hyper-parameter field: its default and the help text a command line can show."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition``; messages read "needs ..., got ..."."""
+    if not condition:
+        raise ValueError(message)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
 
 class Adapter(nn.Module):
     """Base of every per-layer adapter.
 
     Subclasses declare their trainable tensors in ``trainable_names`` (tests hold this equal to
-    the set of parameters with ``requires_grad``), implement ``forward`` (the method's own,
-    efficient computation) and ``merged_weight`` (the dense W' with forward(x) == x W'^T + b),
-    and may override the training hooks ``regularization`` and ``on_step``.
+    the set of parameters with ``requires_grad``), are built as ``cls(base, rank, hp, streams=...,
+    shared=...)`` by the registry (which has validated ``rank`` and ``hp`` with :meth:`check`),
+    implement ``forward`` (the method's own, efficient computation) and ``merged_weight`` (the
+    dense W' with forward(x) == x W'^T + b), and may override ``regularization`` and ``on_step``.
     """
 
     trainable_names: ClassVar[tuple[str, ...]] = ()
@@ -35,21 +62,17 @@ class Adapter(nn.Module):
         self.register_buffer("base_weight", base.weight.detach())
         self.register_buffer("bias", None if base.bias is None else base.bias.detach())
 
-    # --- argument checks, callable before anything is built (sweeps validate up front) -------
+    # --- before anything is built ---------------------------------------------------------
 
     @classmethod
-    def check_arguments(cls, out_features: int, in_features: int, rank: int, **hparams: Any) -> None:
-        """Raise ValueError naming the violated constraint; the default asks for rank >= 1."""
-        require_rank(cls.label(), rank, 1, None)
+    def check(cls, out_features: int, in_features: int, rank: int | None, hp: HParams) -> None:
+        """Raise ``ValueError("needs ...")`` if this rank cannot go on a d x k layer; the registry
+        has already checked that rank is an integer >= 1 (or None for a method without one)."""
 
     @classmethod
-    def make_shared(cls, layers: list[nn.Linear], rank: int, generator: torch.Generator, **hparams: Any) -> Any:
+    def make_shared(cls, layers: list[nn.Linear], rank: int | None, hp: HParams, streams: Streams) -> Any:
         """State shared by all adapted layers (VeRA's projections, MoS's pools, ...); none by default."""
         return None
-
-    @classmethod
-    def label(cls) -> str:
-        return getattr(cls, "display_label", cls.__name__)
 
     # --- the computation ------------------------------------------------------------------
 
@@ -86,10 +109,6 @@ def like(layer: nn.Linear) -> dict[str, torch.dtype | torch.device]:
     return {"dtype": layer.weight.dtype, "device": layer.weight.device}
 
 
-def require_rank(label: str, rank: int, low: int, high: int | None, bound: str = "") -> None:
-    """Raise ``ValueError("<label> needs low <= rank <= bound = high, got rank")`` when out of range."""
-    if not isinstance(rank, int) or isinstance(rank, bool):
-        raise ValueError(f"{label} needs an integer rank, got {rank!r}")
-    if rank < low or (high is not None and rank > high):
-        upper = "" if high is None else f" <= {bound + ' = ' if bound else ''}{high}"
-        raise ValueError(f"{label} needs {low} <= rank{upper}, got {rank}")
+def require_rank_at_most(rank: int, high: int, bound: str) -> None:
+    """``ValueError("needs 1 <= rank <= <bound> = high, got rank")`` when rank exceeds ``high``."""
+    require(rank <= high, f"needs 1 <= rank <= {bound} = {high}, got {rank}")

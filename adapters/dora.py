@@ -16,21 +16,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from adapters.lora import LoRA
+from adapters.lowrank import ScaledHParams
 from adapters.registry import register
+from adapters.streams import Streams
 
 
 @register(
     "dora",
     label="DoRA",
+    hparams=ScaledHParams,
     default_rank=1,
-    param_count=lambda shapes, rank, alpha: sum(rank * (d + k) + d for d, k in shapes),
+    param_count=lambda shapes, rank, hp: sum(rank * (d + k) + d for d, k in shapes),
+    color="#D55E00",
+    marker="P",
+    dense_update="DoRA takes the row norms of W0 + sBA, as its paper and PEFT do",
     reference="Liu et al. 2024; PEFT DoraLinearLayer",
 )
 class DoRA(LoRA):
     trainable_names = ("lora_A", "lora_B", "magnitude")
 
-    def __init__(self, base: nn.Linear, rank: int, *, generator: torch.Generator, shared: None = None, alpha: float | None = None):
-        super().__init__(base, rank, generator=generator, alpha=alpha)
+    def __init__(self, base: nn.Linear, rank: int, hp: ScaledHParams, *, streams: Streams, shared: None = None):
+        super().__init__(base, rank, hp, streams=streams)
         self.magnitude = nn.Parameter(self.row_norm().detach())
 
     def row_norm(self) -> torch.Tensor:

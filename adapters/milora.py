@@ -11,22 +11,26 @@ W0 - s B A computed from the factors actually stored.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from adapters.pissa import PiSSA
+from adapters.base import HParams
+from adapters.lora import lora_count
 from adapters.registry import register
+from adapters.streams import Streams
+from adapters.svd import SingularInit, singular_triplets
 
 
 @register(
     "milora",
     label="MiLoRA",
+    hparams=HParams,
     default_rank=2,
-    param_count=lambda shapes, rank: sum(rank * (d + k) for d, k in shapes),
+    param_count=lora_count,
+    color="#56B4E9",
+    marker="v",
     reference="Wang et al. 2025; sufenlp/MiLoRA svd_init.py",
 )
-class MiLoRA(PiSSA):
-    principal = False
-
-    def __init__(self, base: nn.Linear, rank: int, *, generator: torch.Generator, shared: None = None):
-        super().__init__(base, rank, generator=generator, alpha=None, niter=None)
+class MiLoRA(SingularInit):
+    def __init__(self, base: nn.Linear, rank: int, hp: HParams, *, streams: Streams, shared: None = None):
+        super().__init__(base, rank, scaling=1.0)
+        self.init_from_triplets(base, *singular_triplets(self.base_weight, rank, False, None, streams.init))

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapters.base import Adapter, like, require_rank
+from adapters.base import Adapter, HParams, like, require_rank_at_most
 from adapters.registry import register
+from adapters.streams import Streams
 
 
 class _ShardSharing(Adapter):
@@ -39,7 +40,6 @@ class _ShardSharing(Adapter):
 
     def __init__(self, base: nn.Linear, rank: int, shape: tuple[int, int]):
         super().__init__(base)
-        self.check_arguments(self.out_features, self.in_features, rank)
         self.rank = rank
         self.D = nn.Parameter(torch.zeros(shape, **like(base)))
 
@@ -57,12 +57,16 @@ class _ShardSharing(Adapter):
 @register(
     "miss",
     label="MiSS",
+    hparams=HParams,
     default_rank=4,
-    param_count=lambda shapes, rank: sum(rank * k for d, k in shapes),
+    param_count=lambda shapes, rank, hp: sum(rank * k for d, k in shapes),
+    color="#44AA99",
+    marker="<",
+    dense_update="the original MiSS materialises expand(D), the cost its efficient form removes",
     reference="Kang & Yin 2025, eq. 2-3 (original form)",
 )
 class MiSS(_ShardSharing):
-    def __init__(self, base: nn.Linear, rank: int, *, generator: torch.Generator, shared: None = None):
+    def __init__(self, base: nn.Linear, rank: int, hp: HParams, *, streams: Streams, shared: None = None):
         super().__init__(base, rank, (rank, base.in_features))
         # shard_of_row[o] = the shard (row of D) that output row o belongs to.
         sizes = [len(rows) for rows in torch.arange(self.out_features).tensor_split(rank)]
@@ -70,8 +74,8 @@ class MiSS(_ShardSharing):
         self.register_buffer("shard_of_row", shard_of_row.to(base.weight.device), persistent=False)
 
     @classmethod
-    def check_arguments(cls, out_features: int, in_features: int, rank: int, **hparams) -> None:
-        require_rank(cls.label(), rank, 1, out_features, "out_features")
+    def check(cls, out_features: int, in_features: int, rank: int, hp: HParams) -> None:
+        require_rank_at_most(rank, out_features, "out_features")
 
     def expand(self) -> torch.Tensor:
         return self.D[self.shard_of_row]
@@ -84,17 +88,21 @@ class MiSS(_ShardSharing):
 @register(
     "miss_e",
     label="MiSS^e",
+    tex_label=r"MiSS$^e$",
+    hparams=HParams,
     default_rank=4,
-    param_count=lambda shapes, rank: sum(rank * d for d, k in shapes),
+    param_count=lambda shapes, rank, hp: sum(rank * d for d, k in shapes),
+    color="#332288",
+    marker=">",
     reference="Kang & Yin 2025, eq. 4-7; PEFT MissLinear (init_weights=True)",
 )
 class MiSSe(_ShardSharing):
-    def __init__(self, base: nn.Linear, rank: int, *, generator: torch.Generator, shared: None = None):
+    def __init__(self, base: nn.Linear, rank: int, hp: HParams, *, streams: Streams, shared: None = None):
         super().__init__(base, rank, (rank, base.out_features))
 
     @classmethod
-    def check_arguments(cls, out_features: int, in_features: int, rank: int, **hparams) -> None:
-        require_rank(cls.label(), rank, 1, in_features, "in_features")
+    def check(cls, out_features: int, in_features: int, rank: int, hp: HParams) -> None:
+        require_rank_at_most(rank, in_features, "in_features")
 
     def expand(self) -> torch.Tensor:
         periods = -(-self.in_features // self.rank)

@@ -13,74 +13,39 @@ and refuses float64 weights; here it is taken in float32, or in the weight's dty
 
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
 
-import torch
 from torch import nn
 
-from adapters.base import like, require_rank
-from adapters.lora import LoRA, require_alpha
+from adapters.base import hparam, is_int, require
+from adapters.lora import lora_count
+from adapters.lowrank import ScaledHParams
 from adapters.registry import register
+from adapters.streams import Streams
+from adapters.svd import SingularInit, singular_triplets
 
 
-def _seed_from(generator: torch.Generator) -> int:
-    """A seed drawn from ``generator``, for library calls that only use the global RNG."""
-    return int(torch.randint(2**62, (), generator=generator, device=generator.device))
+@dataclasses.dataclass(frozen=True)
+class PiSSAHParams(ScaledHParams):
+    niter: int | None = hparam(None, "None: full SVD; N: torch.svd_lowrank with N subspace iterations")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ok = self.niter is None or (is_int(self.niter) and self.niter >= 0)
+        require(ok, f"needs niter = None (full SVD) or an integer >= 0, got {self.niter!r}")
 
 
 @register(
     "pissa",
     label="PiSSA",
+    hparams=PiSSAHParams,
     default_rank=2,
-    param_count=lambda shapes, rank, alpha, niter: sum(rank * (d + k) for d, k in shapes),
+    param_count=lora_count,
+    color="#E69F00",
+    marker="^",
     reference="Meng et al. 2024; PEFT LoraLayer.pissa_init",
 )
-class PiSSA(LoRA):
-    # Which end of the spectrum the adapter takes: the r largest triplets (MiLoRA: the r smallest).
-    principal: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        base: nn.Linear,
-        rank: int,
-        *,
-        generator: torch.Generator,
-        shared: None = None,
-        alpha: float | None = None,
-        niter: int | None = None,
-    ):
-        self.check_arguments(base.out_features, base.in_features, rank, alpha=alpha, niter=niter)
-        self.init_low_rank(base, rank, alpha)
-        U_r, S_r, Vh_r = self.singular_triplets(generator, niter)
-        root = (S_r / self.scaling).sqrt()
-        self.lora_A = nn.Parameter((root[:, None] * Vh_r).to(**like(base)))
-        self.lora_B = nn.Parameter((U_r * root).to(**like(base)))
-        with torch.no_grad():
-            # From the stored factors, so that residual + s B A == W0 up to one rounding.
-            self.register_buffer("residual", self.base_weight - self.scaling * (self.lora_B @ self.lora_A))
-
-    @classmethod
-    def check_arguments(cls, out_features: int, in_features: int, rank: int, *, alpha: float | None = None, niter: int | None = None) -> None:
-        require_rank(cls.label(), rank, 1, min(out_features, in_features), bound="min(out, in)")
-        require_alpha(cls.label(), alpha)
-        if niter is not None and (isinstance(niter, bool) or not isinstance(niter, int) or niter < 0):
-            raise ValueError(f"{cls.label()} needs niter = None (full SVD) or an integer >= 0, got {niter!r}")
-
-    def singular_triplets(self, generator: torch.Generator, niter: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(U_r, S_r, V_r^T) of the r kept triplets: full SVD, or randomised with ``niter`` iterations."""
-        weight = self.base_weight.to(torch.promote_types(self.base_weight.dtype, torch.float32))
-        if niter is None:
-            U, S, Vh = torch.linalg.svd(weight, full_matrices=False)
-            kept = slice(0, self.rank) if self.principal else slice(S.numel() - self.rank, None)
-            return U[:, kept], S[kept], Vh[kept]
-        # svd_lowrank draws its Gaussian sketch from the global RNG: seed it from our generator.
-        device = weight.device
-        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device], device_type=device.type):
-            torch.manual_seed(_seed_from(generator))
-            U, S, V = torch.svd_lowrank(weight, q=self.rank, niter=niter)
-        return U, S, V.T
-
-    @property
-    def frozen_weight(self) -> torch.Tensor:
-        """The residual W0 - s B A_init: the update is added to it, not to W0."""
-        return self.residual
+class PiSSA(SingularInit):
+    def __init__(self, base: nn.Linear, rank: int, hp: PiSSAHParams, *, streams: Streams, shared: None = None):
+        super().__init__(base, rank, hp.scaling(rank))
+        self.init_from_triplets(base, *singular_triplets(self.base_weight, rank, True, hp.niter, streams.init))

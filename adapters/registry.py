@@ -1,26 +1,29 @@
-"""The registry of methods: ``@register``, ``build``, ``attach``, ``names``.
+"""The registry of methods: ``register``, ``names``, ``get``, ``build``, ``build_all``.
 
-Studies enumerate the registry; nothing else lists methods by hand. Each entry declares a display
-label, a default rank (the MiSS paper's, DESIGN.md) and an analytic trainable-parameter formula
-``param_count(shapes, rank, **hparams)`` over the (out, in) shapes of the layers it trains, called
-with every hyper-parameter filled in from the adapter's signature (defaults live there only).
+Each method declares itself in its own file with :func:`register` (or :func:`add` for a method
+that wraps no layer, like full fine-tuning): its label, colour and marker, its hyper-parameter
+dataclass, its default rank (None: it takes no rank), its parameter count and whether it forms the
+dense d x k update. Everything is checked here, at import, with an error naming the method; and
+ranks and hyper-parameters are validated here only, by :meth:`MethodSpec.check`.
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
-from adapters.base import Adapter
-from nfl.model import target_layer_names
+from adapters.base import Adapter, HParams, is_int
+from adapters.streams import Streams
 
-ParamCount = Callable[..., int]
-_NON_HPARAMS = {"self", "base", "rank", "generator", "shared"}
+Shapes = list[tuple[int, int]]
+ParamCount = Callable[[Shapes, Any, Any], int]  # (shapes, rank, hp) -> trainable parameters
+
+# Matplotlib's filled markers: a figure can draw every registered method with its own.
+MARKERS = frozenset("os^v<>DdPXph*H8")
 
 
 @dataclass(frozen=True)
@@ -29,76 +32,144 @@ class MethodSpec:
 
     name: str
     label: str
+    adapter: type[Adapter] | None
+    hparams: type[HParams]
     default_rank: int | None
     param_count: ParamCount
-    adapter: type[Adapter] | None
+    color: str
+    marker: str
+    dense_update: str | None = None  # why the method forms the d x k update; None: it never does
+    tex_label: str = ""  # mathtext for figures; defaults to the label
     reference: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.tex_label:
+            object.__setattr__(self, "tex_label", self.label)
+
+    @property
+    def takes_rank(self) -> bool:
+        return self.default_rank is not None
+
     def hparam_defaults(self) -> dict[str, Any]:
-        """The method's hyper-parameters and their defaults, read from the adapter's signature."""
-        if self.adapter is None:
-            return {}
-        out: dict[str, Any] = {}
-        for fn in (self.adapter.__init__, self.adapter.make_shared):
-            for p in inspect.signature(fn).parameters.values():
-                if p.name not in _NON_HPARAMS and p.kind is p.KEYWORD_ONLY:
-                    out.setdefault(p.name, p.default)
-        return out
+        return {f.name: f.default for f in dataclasses.fields(self.hparams)}
 
-    def resolve_hparams(self, hparams: dict[str, Any]) -> dict[str, Any]:
-        """Defaults with the given values on top; an unknown name is a ValueError."""
-        defaults = self.hparam_defaults()
-        unknown = sorted(set(hparams) - set(defaults))
+    def hparam_help(self) -> dict[str, str]:
+        return {f.name: f.metadata["help"] for f in dataclasses.fields(self.hparams)}
+
+    def make_hparams(self, **hparams: Any) -> HParams:
+        """The validated hyper-parameters: defaults with these on top; a bad one is a ValueError."""
+        unknown = sorted(set(hparams) - set(self.hparam_defaults()))
         if unknown:
-            takes = ", ".join(defaults) or "none"
+            takes = ", ".join(self.hparam_defaults()) or "none"
             raise ValueError(f"{self.label} has no hyper-parameter {', '.join(unknown)}; it takes: {takes}")
-        return {**defaults, **hparams}
-
-    def expected_params(self, shapes: list[tuple[int, int]], rank: int | None, **hparams: Any) -> int:
-        """The analytic trainable-parameter count for layers of these (out, in) shapes."""
-        return int(self.param_count(shapes, self.rank_or_default(rank), **self.resolve_hparams(hparams)))
+        try:
+            return self.hparams(**hparams)
+        except ValueError as error:
+            raise ValueError(f"{self.label} {error}") from None
 
     def rank_or_default(self, rank: int | None) -> int | None:
         return self.default_rank if rank is None else rank
 
-    def check(self, shapes: list[tuple[int, int]], rank: int | None, **hparams: Any) -> None:
-        """Raise ValueError if this rank and these hyper-parameters cannot go on layers of these shapes."""
-        full = self.resolve_hparams(hparams)
+    def check(self, shapes: Shapes, rank: int | None, **hparams: Any) -> HParams:
+        """Validate a rank and hyper-parameters for layers of these (out, in) shapes, the one place
+        this happens; return the hyper-parameters. Raises ValueError naming the constraint."""
+        hp = self.make_hparams(**hparams)
+        rank = self.rank_or_default(rank)
+        if not self.takes_rank:
+            if rank is not None:
+                raise ValueError(f"{self.label} takes no rank, got {rank!r}")
+        elif not is_int(rank):
+            raise ValueError(f"{self.label} needs an integer rank, got {rank!r}")
+        elif rank < 1:
+            raise ValueError(f"{self.label} needs 1 <= rank, got {rank}")
         if self.adapter is not None:
             for out_features, in_features in shapes:
-                self.adapter.check_arguments(out_features, in_features, self.rank_or_default(rank), **full)
+                try:
+                    self.adapter.check(out_features, in_features, rank, hp)
+                except ValueError as error:
+                    raise ValueError(f"{self.label} {error}") from None
+        return hp
+
+    def expected_params(self, shapes: Shapes, rank: int | None, **hparams: Any) -> int:
+        """The analytic trainable-parameter count for layers of these (out, in) shapes."""
+        return int(self.param_count(shapes, self.rank_or_default(rank), self.make_hparams(**hparams)))
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def _validate(spec: MethodSpec) -> None:
+    """Every declaration a study, a figure or the contract relies on; raises naming the method."""
+    fail = lambda why: ValueError(f"method {spec.name!r}: {why}")  # noqa: E731
+    if not _NAME.fullmatch(spec.name):
+        raise fail("the name must be lower-case letters, digits and underscores")
+    if spec.name in _REGISTRY:
+        raise fail("registered twice")
+    if not spec.label or not isinstance(spec.label, str):
+        raise fail("needs a label")
+    if not (isinstance(spec.hparams, type) and issubclass(spec.hparams, HParams)):
+        raise fail("hparams must be a subclass of adapters.HParams")
+    if "__dataclass_params__" not in vars(spec.hparams) or not spec.hparams.__dataclass_params__.frozen:
+        raise fail(f"{spec.hparams.__name__} must be a frozen dataclass: @dataclasses.dataclass(frozen=True)")
+    for f in dataclasses.fields(spec.hparams):
+        if f.default is dataclasses.MISSING or not f.metadata.get("help"):
+            raise fail(f"hyper-parameter {f.name} needs a default and help text (use adapters.hparam)")
+    try:
+        spec.hparams()
+    except ValueError as error:
+        raise fail(f"its default hyper-parameters are invalid: {error}") from None
+    if spec.default_rank is not None and not (is_int(spec.default_rank) and spec.default_rank >= 1):
+        raise fail(f"default_rank must be None or an integer >= 1, got {spec.default_rank!r}")
+    if not callable(spec.param_count):
+        raise fail("param_count must be a function (shapes, rank, hp) -> int")
+    if not (isinstance(spec.color, str) and _COLOR.fullmatch(spec.color)):
+        raise fail(f"color must be '#rrggbb', got {spec.color!r}")
+    if spec.marker not in MARKERS:
+        raise fail(f"marker must be one of {''.join(sorted(MARKERS))}, got {spec.marker!r}")
+    for other in _REGISTRY.values():
+        if (other.color.lower(), other.marker) == (spec.color.lower(), spec.marker):
+            raise fail(f"colour {spec.color} and marker {spec.marker!r} are {other.name}'s already")
+    if spec.dense_update is not None and not (isinstance(spec.dense_update, str) and spec.dense_update):
+        raise fail("dense_update must be None or a sentence saying why the method forms d x k")
+    if spec.adapter is not None:
+        if not (isinstance(spec.adapter, type) and issubclass(spec.adapter, Adapter)):
+            raise fail("the adapter must subclass adapters.Adapter")
+        if not spec.adapter.trainable_names:
+            raise fail(f"{spec.adapter.__name__} declares no trainable_names")
+    try:
+        count = spec.param_count([(64, 64)], spec.default_rank, spec.hparams())
+    except Exception as error:  # a formula that cannot be called is a registration error
+        raise fail(f"param_count(shapes, rank, hp) failed: {type(error).__name__}: {error}") from None
+    if not is_int(count) or count < 0:
+        raise fail(f"param_count must return an integer >= 0, got {count!r}")
 
 
 def add(spec: MethodSpec) -> MethodSpec:
-    """Register a method; a malformed or duplicate name is an error at import time."""
-    if not _NAME.match(spec.name):
-        raise ValueError(f"method name {spec.name!r} must be lower-case letters, digits and underscores")
-    if spec.name in _REGISTRY:
-        raise ValueError(f"method {spec.name!r} is registered twice")
-    if spec.adapter is not None and not spec.adapter.trainable_names:
-        raise ValueError(f"{spec.adapter.__name__} declares no trainable_names")
+    """Register a method; a malformed or duplicate declaration is an error at import time."""
+    _validate(spec)
     _REGISTRY[spec.name] = spec
     return spec
 
 
-def register(name: str, *, label: str, default_rank: int, param_count: ParamCount, reference: str = ""):
-    """Class decorator registering an :class:`Adapter` subclass under ``name``."""
+def register(name: str, **declaration: Any) -> Callable[[type[Adapter]], type[Adapter]]:
+    """Class decorator registering an :class:`Adapter` subclass under ``name``; ``declaration``
+    holds the other :class:`MethodSpec` fields (label, hparams, default_rank, param_count, ...)."""
 
     def decorate(cls: type[Adapter]) -> type[Adapter]:
-        cls.display_label = label
-        add(MethodSpec(name, label, default_rank, param_count, cls, reference))
+        add(MethodSpec(name=name, adapter=cls, **declaration))
         return cls
 
     return decorate
 
 
 def _load_all() -> None:
-    # Importing the method modules runs their @register calls.
+    # Importing the package registers the built-in methods, then the installed plug-ins.
     import adapters  # noqa: F401
+    from adapters.plugins import load_entry_points
+
+    load_entry_points()
 
 
 def names() -> list[str]:
@@ -115,49 +186,24 @@ def get(name: str) -> MethodSpec:
     return _REGISTRY[name]
 
 
-def build_all(name: str, layers: list[nn.Linear], rank: int | None = None, seed: int = 0, **hparams: Any) -> list[Adapter]:
+def build_all(
+    name: str, layers: list[nn.Linear], rank: int | None = None, seed: int = 0, **hparams: Any
+) -> list[Adapter]:
     """Adapters of method ``name`` around ``layers``, sharing the method's cross-layer state
-    (the layers themselves are left untouched). This is all a method does before its first step."""
+    (the layers themselves are left untouched). This is all a method does before its first step.
+
+    ``seed`` is split into independent streams (:class:`Streams`): initialisation, shared state,
+    index selection."""
     spec = get(name)
     if spec.adapter is None:
-        raise ValueError(f"{spec.label} wraps no layer; use attach(model, {name!r}) instead")
+        raise ValueError(f"{spec.label} wraps no layer; use attach(model, {name!r}, ...) instead")
+    hp = spec.check([(layer.out_features, layer.in_features) for layer in layers], rank, **hparams)
     rank = spec.rank_or_default(rank)
-    full = spec.resolve_hparams(hparams)
-    spec.check([(layer.out_features, layer.in_features) for layer in layers], rank, **hparams)
-    generator = torch.Generator(device=layers[0].weight.device).manual_seed(seed)
-    shared = spec.adapter.make_shared(layers, rank, generator, **full)
-    return [spec.adapter(layer, rank, generator=generator, shared=shared, **full) for layer in layers]
+    streams = Streams.from_seed(seed, layers[0].weight.device)
+    shared = spec.adapter.make_shared(layers, rank, hp, streams)
+    return [spec.adapter(layer, rank, hp, streams=streams, shared=shared) for layer in layers]
 
 
 def build(name: str, layer: nn.Linear, rank: int | None = None, seed: int = 0, **hparams: Any) -> Adapter:
     """An adapter of method ``name`` around a lone layer: :func:`build_all` with one target."""
     return build_all(name, [layer], rank, seed, **hparams)[0]
-
-
-def trained_layer_names(model: nn.Module, name: str, targets: str) -> list[str]:
-    """The Linear layers whose shapes enter a method's parameter formula."""
-    if get(name).adapter is None:
-        return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    return target_layer_names(targets)
-
-
-def attach(model: nn.Module, name: str, targets: str = "layer1", rank: int | None = None, seed: int = 0, **hparams: Any) -> list[Adapter]:
-    """Freeze ``model`` and put method ``name`` on the ``targets`` layers, in place.
-
-    Shared state (VeRA's projections, MoS's pools, AdaLoRA's budget) is created once and handed to
-    every layer's adapter. Full fine-tuning instead makes every parameter trainable. Returns the
-    adapters (empty for full fine-tuning).
-    """
-    spec = get(name)
-    if spec.adapter is None:
-        spec.resolve_hparams(hparams)
-        model.requires_grad_(True)
-        return []
-    layer_names = target_layer_names(targets)
-    layers = [model.get_submodule(n) for n in layer_names]
-    adapters = build_all(name, layers, rank, seed, **hparams)
-    model.requires_grad_(False)
-    for layer_name, adapter in zip(layer_names, adapters):
-        parent, _, child = layer_name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, adapter)
-    return adapters

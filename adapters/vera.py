@@ -7,22 +7,36 @@ layer starts as the base) and lambda_d in R^r (``d_initial``) train. No alpha: t
 Follows PEFT's VeRA (``VeraModel._init_vera_A_vera_B``, ``VeraLayer``): A and B are drawn once,
 sized to the largest adapted layer (r x max k, max d x r) and sliced to each layer's (d, k);
 Kaiming-uniform with gain sqrt(2) (bounds sqrt(6 / max k) and sqrt(6 / r)), A then B, from a CPU
-generator seeded with ``projection_seed`` (PEFT's ``projection_prng_key``), drawn in float32 as
-PEFT does and cast to the base weight's dtype, so the projections equal PEFT's for the same key.
-They are buffers (frozen), the same tensors in every adapted layer.
+generator, drawn in float32 as PEFT does and cast to the base weight's dtype, so the projections
+equal PEFT's for the same key. The generator is the build's shared stream (so the projections vary
+with the run's seed), or one seeded with ``projection_seed`` (PEFT's ``projection_prng_key``) when
+given. They are buffers (frozen), the same tensors in every adapted layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
 
 import torch
 from torch import nn
 
-from adapters.base import like, require_rank
-from adapters.lora import LoRA
+from adapters.base import HParams, hparam, is_int, like, require
+from adapters.lowrank import LowRank
 from adapters.registry import register
+from adapters.streams import Streams
+
+
+@dataclasses.dataclass(frozen=True)
+class VeRAHParams(HParams):
+    d_initial: float = hparam(0.1, "initial value of every entry of lambda_d")
+    projection_seed: int | None = hparam(None, "seed of the frozen projections (PEFT's projection_prng_key); "
+                                               "default: derived from the run's seed")
+
+    def __post_init__(self) -> None:
+        require(math.isfinite(self.d_initial), f"needs a finite d_initial, got {self.d_initial}")
+        ok = self.projection_seed is None or is_int(self.projection_seed)
+        require(ok, f"needs an integer projection_seed (or None), got {self.projection_seed!r}")
 
 
 def _kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -35,45 +49,34 @@ def _kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torc
 @register(
     "vera",
     label="VeRA",
+    hparams=VeRAHParams,
     default_rank=64,
-    param_count=lambda shapes, rank, d_initial, projection_seed: sum(d + rank for d, _ in shapes),
+    param_count=lambda shapes, rank, hp: sum(d + rank for d, _ in shapes),
+    color="#009E73",
+    marker="D",
     reference="Kopiczko et al. 2024; PEFT VeraModel / VeraLayer",
 )
-class VeRA(LoRA):
+class VeRA(LowRank):
     trainable_names = ("lambda_b", "lambda_d")
 
     def __init__(
-        self,
-        base: nn.Linear,
-        rank: int,
-        *,
-        generator: torch.Generator,
-        shared: tuple[torch.Tensor, torch.Tensor] | None = None,
-        d_initial: float = 0.1,
-        projection_seed: int = 0,
+        self, base: nn.Linear, rank: int, hp: VeRAHParams, *, streams: Streams,
+        shared: tuple[torch.Tensor, torch.Tensor],
     ):
-        self.check_arguments(base.out_features, base.in_features, rank, d_initial=d_initial, projection_seed=projection_seed)
-        self.init_low_rank(base, rank, alpha=None)  # VeRA has no alpha: the scaling is 1
-        if shared is None:
-            shared = self.make_shared([base], rank, generator, projection_seed=projection_seed)
+        super().__init__(base, rank, scaling=1.0)  # VeRA has no alpha
         vera_A, vera_B = shared
         self.register_buffer("vera_A", vera_A)
         self.register_buffer("vera_B", vera_B)
         self.lambda_b = nn.Parameter(torch.zeros(self.out_features, **like(base)))
-        self.lambda_d = nn.Parameter(torch.full((rank,), float(d_initial), **like(base)))
+        self.lambda_d = nn.Parameter(torch.full((rank,), float(hp.d_initial), **like(base)))
 
     @classmethod
-    def check_arguments(cls, out_features: int, in_features: int, rank: int, *, d_initial: float = 0.1, projection_seed: int = 0) -> None:
-        require_rank(cls.label(), rank, 1, None)
-        if not math.isfinite(d_initial):
-            raise ValueError(f"{cls.label()} needs a finite d_initial, got {d_initial}")
-        if isinstance(projection_seed, bool) or not isinstance(projection_seed, int):
-            raise ValueError(f"{cls.label()} needs an integer projection_seed, got {projection_seed!r}")
-
-    @classmethod
-    def make_shared(cls, layers: list[nn.Linear], rank: int, generator: torch.Generator, *, projection_seed: int, **hparams: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """The frozen (A, B), r x max k and max d x r, from their own generator (not the run's)."""
-        projection = torch.Generator().manual_seed(projection_seed)
+    def make_shared(
+        cls, layers: list[nn.Linear], rank: int, hp: VeRAHParams, streams: Streams
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen (A, B), r x max k and max d x r, from the shared stream or ``projection_seed``."""
+        seeded = hp.projection_seed is not None
+        projection = torch.Generator().manual_seed(hp.projection_seed) if seeded else streams.shared
         vera_A = _kaiming_uniform((rank, max(layer.in_features for layer in layers)), projection)
         vera_B = _kaiming_uniform((max(layer.out_features for layer in layers), rank), projection)
         return vera_A.to(**like(layers[0])), vera_B.to(**like(layers[0]))

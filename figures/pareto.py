@@ -10,7 +10,7 @@ from figures.curves import draw_loss_curves
 from figures.efficiency import draw_cost_vs_params, timing_points
 from figures.records import Point, aggregate, error_bars
 from figures.style import mark_empty, method_style
-from nfl.metrics import pareto_front
+from nfl.pareto import pareto_front
 
 
 def figure2(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str, zero_loss: float | None = None) -> plt.Figure:

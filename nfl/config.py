@@ -201,7 +201,7 @@ class ExperimentConfig:
 
 
 PRESETS: dict[str, ExperimentConfig] = {
-    # Appendix C of the MiSS paper, exactly. Degenerate: see DESIGN.md; the pipeline warns.
+    # Appendix C of the MiSS paper, exactly. Degenerate: see docs/design.md; the pipeline warns.
     "paper": ExperimentConfig(preset="paper", task=TaskConfig(kind="elementwise_sine")),
     # The same experiment on a task the MLP can learn from 50 samples, every Linear adapted and each
     # method at its own learning rate from a half-decade grid (docs/design.md, the comparison protocol).

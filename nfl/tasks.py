@@ -3,7 +3,7 @@
 Two tasks, both "fit a sine, then the sine shifts":
 
 * ``elementwise_sine`` (the MiSS paper, Appendix C): x ~ U[-1, 1]^width, y = sin(2 pi x) per
-  coordinate; the shift adds 0.3 cos(3 pi x). With 50 samples this cannot be learnt (DESIGN.md).
+  coordinate; the shift adds 0.3 cos(3 pi x). With 50 samples this cannot be learnt (docs/design.md).
 * ``fourier_sine`` (nfl's well-posed default): a scalar t ~ U[-1, 1] enters through a fixed random
   Fourier encoding x_j = cos(omega_j t + beta_j); the targets are width phase-shifted sines
   y_j = sin(2 pi t + phi_j), and the shift adds 0.3 cos(3 pi t + psi_j).

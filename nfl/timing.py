@@ -1,4 +1,4 @@
-"""One timing API, two back ends (DESIGN.md, "Measurement").
+"""One timing API, two back ends (docs/design.md, "Measurement").
 
 * CPU: ``torch.utils.benchmark.Timer.adaptive_autorange`` -- blocks of calls, at least four of
   them, until the spread settles or the time budget is spent -- with the thread count passed
@@ -32,7 +32,8 @@ import adapters as registry
 from adapters.base import Adapter
 from nfl.config import TrainConfig
 from nfl.devices import Clock, DeviceLike, HostClock, accelerator_for, cpu_name
-from nfl.metrics import measured_peak_bytes, trainable_parameters
+from nfl.memory import measured_peak_bytes
+from nfl.params import trainable_parameters
 from nfl.tasks import Dataset
 from nfl.training import optimisation_step
 
@@ -152,7 +153,7 @@ def time_init(method: str, layers: nn.Linear | Sequence[nn.Linear], rank: int | 
     method does before its first step (argument checks, SVDs, random projections, shared state).
 
     The layers are copied to ``device`` once, outside the timed region. Building never mutates
-    the layers it wraps (DESIGN.md), so every timed call starts from the same fresh layers and
+    the layers it wraps (docs/design.md), so every timed call starts from the same fresh layers and
     needs no per-call setup; the CPU back end can therefore time the calls in blocks.
     """
     fresh = [copy.deepcopy(layer).to(device) for layer in ([layers] if isinstance(layers, nn.Linear) else layers)]

@@ -16,7 +16,7 @@ import adapters as registry
 from adapters.base import Adapter
 from nfl import seeds
 from nfl.config import ExperimentConfig
-from nfl.metrics import count_trainable, grad_norm, trainable_parameters
+from nfl.params import count_trainable, grad_norm, trainable_parameters
 from nfl.model import MLP, make_mlp, target_layer_names
 from nfl.tasks import Dataset, TaskData
 
@@ -163,7 +163,7 @@ def pretrain(cfg: ExperimentConfig, data: TaskData, seed: int, device: str | tor
             DegenerateTaskWarning(
                 f"the pretrained model's base-task validation loss {history.final_val_loss:.3f} is no better "
                 f"than predicting zero ({data.base.zero_loss:.3f}): it has learnt nothing to adapt "
-                f"(preset {cfg.preset!r}; see DESIGN.md)"
+                f"(preset {cfg.preset!r}; see docs/design.md)"
             ),
             stacklevel=2,
         )
@@ -184,7 +184,9 @@ def prepare(pretrained: nn.Module, method: str, cfg: ExperimentConfig, rank: int
     """A copy of ``pretrained`` with ``method`` attached from run ``seed``'s stream for this method;
     the pretrained model is left as it was."""
     model = copy.deepcopy(pretrained)
-    attached = registry.attach(model, method, cfg.targets, rank=rank, seed=seeds.derive(seed, "adapter", method), **hparams)
+    attached = registry.attach(
+        model, method, target_layer_names(cfg.targets), rank=rank, seed=seeds.derive(seed, "adapter", method), **hparams
+    )
     if cfg.train_unadapted_layers:
         covered = set(target_layer_names(cfg.targets))
         for name, module in model.named_children():

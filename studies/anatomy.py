@@ -9,7 +9,7 @@ random r-dimensional subspace, mean ± 95% CI over seeds; MiLoRA §5.3) and a ta
 amplification factor (MiLoRA Table 7).
 
 The rank bound is measured, not declared: the rank ΔW reaches for random values of the method's
-trainable parameters (``nfl.metrics.update_rank_bound``). The subspace rank r is the same for every
+trainable parameters (``nfl.subspace.update_rank_bound``). The subspace rank r is the same for every
 method (``--subspace-rank``), capped by its rank bound, so that the bars compare.
 """
 
@@ -27,7 +27,7 @@ import adapters
 from figures.anatomy import anatomy_figure, subspace_figure
 from figures.records import diverged_note
 from figures.style import save
-from nfl.metrics import (
+from nfl.subspace import (
     amplification,
     bottom_left_singular_vectors,
     merged_weight_of,

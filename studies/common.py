@@ -24,7 +24,7 @@ SWEEP_RANKS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def study_parser(name: str, description: str, ranks_help: str = "each method's default rank") -> argparse.ArgumentParser:
-    """The flags of DESIGN.md's conventions plus one flag per experiment setting."""
+    """The flags of docs/design.md's conventions plus one flag per experiment setting."""
     parser = argparse.ArgumentParser(prog=f"python -m studies.{name}", description=description)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: CUDA when available)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...); default 3")
@@ -39,6 +39,7 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
         "sequential one after another (the reference; same numbers); timing always measures one run",
     )
     parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
+    parser.add_argument("--adapter-module", action="append", default=[], metavar="FILE", help="a Python file registering your own adapter (repeatable); see README, Bring your own adapter")
     add_config_arguments(parser)
     return parser
 
@@ -91,6 +92,8 @@ class StudySetup:
                 raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
             if args.threads is not None and args.threads < 1:
                 raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+            for path in args.adapter_module:
+                adapters.load_module(path)
             self.methods = parse_methods(args.methods)
             self.ranks = parse_ranks(args.ranks) or (list(default_ranks) if default_ranks else None)
             self.device = resolve_device(args.device)
@@ -118,7 +121,7 @@ class StudySetup:
         plan: dict[str, list[int | None]] = {}
         for method in self.methods:
             spec = adapters.get(method)
-            if spec.adapter is None:
+            if not spec.takes_rank:
                 plan[method] = [None]
                 continue
             plan[method] = []
@@ -139,6 +142,7 @@ class StudySetup:
         argv = [*config_to_argv(self.config, skip=skip), "--seed", str(cell.seed), "--seeds", "1", "--methods", cell.method]
         argv += [] if cell.rank is None else ["--ranks", str(cell.rank)]
         argv += [] if cell.lr is None else ["--adapt-lr", repr(cell.lr)]
+        argv += [arg for path in self.args.adapter_module for arg in ("--adapter-module", path)]
         argv += ["--device", cell.device.split(":")[0], "--out", str(self.out / "rerun")] + (["--quick"] if self.quick else [])
         return " ".join([f"python -m studies.{cell.study}", *map(shlex.quote, argv)])
 

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import adapters
 from figures.efficiency import cost_figure
 from figures.style import save
+from nfl.model import target_layer_names
 from nfl.sweep import Cell
 from nfl.timing import TimingOptions, time_init
 from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
@@ -25,7 +26,7 @@ def timing_options(setup: StudySetup) -> TimingOptions:
 
 def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
     _, pretrained, _ = setup.pretrained(cell.seed)
-    layers = [pretrained.get_submodule(n) for n in adapters.registry.trained_layer_names(pretrained, cell.method, setup.config.targets)]
+    layers = [pretrained.get_submodule(n) for n in adapters.trained_layer_names(pretrained, cell.method, target_layer_names(setup.config.targets))]
     timing = time_init(cell.method, layers, cell.rank, setup.device, seed=cell.seed, options=timing_options(setup))
     params = adapters.get(cell.method).expected_params([(m.out_features, m.in_features) for m in layers], cell.rank)
     return {"timing": timing.to_dict(), "summary": {"trainable_params": params, "init_ms": 1e3 * timing.median_s}}

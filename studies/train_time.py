@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from nfl.metrics import count_trainable, training_memory
+from nfl.memory import training_memory
+from nfl.params import count_trainable
 from nfl.sweep import Cell
 from nfl.timing import time_train_step, train_step_peak_bytes
 from nfl.training import prepare

@@ -11,6 +11,8 @@ import pytest
 
 from studies import adaptability
 
+pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--pretrain-epochs", "20", "--adapt-epochs", "5", "--seeds", "2", "--methods", "full,lora", "--lr-grid", "1e-3,1e-2"]
 

@@ -41,7 +41,7 @@ def make_runs(method: str, dtype: torch.dtype, lrs: list[float]) -> list[Run]:
     for i, lr in enumerate(lrs):
         seed = i // 2
         model = TwoLayer(dtype, seed=seed)
-        runs.append((model, adapters.attach(model, method, "all", seed=seed), dataset(seed, dtype), lr))
+        runs.append((model, adapters.attach(model, method, ["layer1", "layer2"], seed=seed), dataset(seed, dtype), lr))
     return runs
 
 

@@ -14,7 +14,7 @@ from tests.test_studies_cli import TINY, assert_figure, read
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 # Ten pretraining steps learn nothing, as they should not need to here: the warning is expected.
-pytestmark = pytest.mark.filterwarnings("ignore::nfl.training.DegenerateTaskWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::nfl.training.DegenerateTaskWarning")]
 
 
 def test_anatomy_records_each_update_its_rank_bound_and_subspaces(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

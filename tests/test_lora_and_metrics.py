@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import adapters
-from nfl.metrics import grad_norm
+from nfl.params import grad_norm
 from tests.conftest import TwoLayer, perturb_
 
 

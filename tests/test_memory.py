@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import adapters
-from nfl.metrics import TrainingMemory, adam_state_bytes, measured_peak_bytes, trainable_parameters, training_memory
+from nfl.memory import TrainingMemory, adam_state_bytes, measured_peak_bytes, training_memory
+from nfl.params import trainable_parameters
 from nfl.tasks import Dataset
 from nfl.timing import train_step_peak_bytes
 from nfl.training import optimisation_step
@@ -39,7 +40,7 @@ def test_adam_accounting_matches_the_optimizer_after_a_step(default_dtype: torch
     torch.set_default_dtype(default_dtype)  # Adam's step scalar follows the default dtype
     try:
         model = TwoLayer(default_dtype)
-        hooks = adapters.attach(model, "lora", "all", rank=2)
+        hooks = adapters.attach(model, "lora", ["layer1", "layer2"], rank=2)
         params = trainable_parameters(model)
         optimizer = torch.optim.Adam(params, lr=1e-3)
         x, y = torch.randn(8, 16), torch.randn(8, 10)
@@ -88,7 +89,7 @@ def test_measured_memory_on_the_cpu_is_unavailable_and_nothing_runs() -> None:
     assert measured_peak_bytes(fail, "cpu") is None
     data = Dataset(torch.randn(4, 16), torch.randn(4, 10), torch.randn(2, 16), torch.randn(2, 10), torch.randn(2, 16), torch.randn(2, 10))
     model = TwoLayer()
-    hooks = adapters.attach(model, "lora", rank=2)
+    hooks = adapters.attach(model, "lora", "layer1", rank=2)
     assert train_step_peak_bytes(model, hooks, data, 1e-3, "cpu") is None
     assert not hooks[0].lora_B.any(), "the model must not be trained for a value that is not measured"
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import adapters
-from nfl.metrics import count_trainable
+from nfl.params import count_trainable
 from nfl.model import MLP
 from tests.conftest import TwoLayer, perturb_
 
@@ -40,10 +40,10 @@ def _is_pool_shard(segment: torch.Tensor, pool: torch.Tensor) -> bool:
 def test_registry_entry() -> None:
     spec = adapters.get("mos")
     assert (spec.label, spec.default_rank) == ("MoS", 2)
-    assert spec.hparam_defaults() == {"pool_rank": None, "private_rank": None, "shards_per_vector": 2, "alpha": None}
-    # pool_rank * sum(d + k), independent of r: default pool_rank = max(1, r // 2).
-    assert spec.expected_params([(12, 16), (10, 12)], 2) == 1 * (28 + 22)
-    assert spec.expected_params([(64, 64)] * 2, 8) == 4 * 2 * 128
+    assert spec.hparam_defaults() == {"alpha": None, "pool_rank": None, "private_rank": None, "shards_per_vector": 2}
+    # pool_rank * sum(d + k), independent of r given R_v: default pool_rank = r + 1.
+    assert spec.expected_params([(12, 16), (10, 12)], 2) == 3 * (28 + 22)
+    assert spec.expected_params([(64, 64)] * 2, 8) == 9 * 2 * 128
     assert spec.expected_params([(12, 16)], 9, pool_rank=3) == spec.expected_params([(12, 16)], 2, pool_rank=3) == 3 * 28
 
 
@@ -67,7 +67,7 @@ def test_rows_of_A_and_columns_of_B_are_concatenated_pool_shards(rank: int, pool
 
 def test_one_pool_is_shared_by_layers_of_one_shape_and_counted_once() -> None:
     model = _square_mlp()
-    first, second = adapters.attach(model, "mos", "all", rank=3, pool_rank=2, private_rank=1)
+    first, second = adapters.attach(model, "mos", ["layer1", "layer2"], rank=3, pool_rank=2, private_rank=1)
     assert first.shard_pool_A is second.shard_pool_A and first.shard_pool_B is second.shard_pool_B
     # R_v L l = 2 * 2 * 2 shards of length 16 / 2 in each pool: R_v L (d + k) = 2 * 2 * 32 parameters.
     assert first.shard_pool_A.shape == first.shard_pool_B.shape == (8, 8)
@@ -81,7 +81,7 @@ def test_one_pool_is_shared_by_layers_of_one_shape_and_counted_once() -> None:
 
 def test_private_shards_appear_in_no_other_layer() -> None:
     model = _square_mlp()
-    first, second = adapters.attach(model, "mos", "all", rank=4, pool_rank=3, private_rank=1, seed=2)
+    first, second = adapters.attach(model, "mos", ["layer1", "layer2"], rank=4, pool_rank=3, private_rank=1, seed=2)
     perturb_(model)
     # Shards 0 .. (R_v - p) L l - 1 = 7 are shared; layer i owns 8 + 2i and 9 + 2i.
     for position, adapter in enumerate((first, second)):
@@ -103,13 +103,38 @@ def test_private_shards_appear_in_no_other_layer() -> None:
 def test_subset_selection_and_pair_dissociation() -> None:
     pairs_differ = False
     for seed in range(5):
-        first, second = adapters.attach(_square_mlp(), "mos", "all", rank=2, seed=seed)
+        first, second = adapters.attach(_square_mlp(), "mos", ["layer1", "layer2"], rank=2, seed=seed)
         for adapter in (first, second):
-            # R_v = 1, p = 0: 4 shared shards, each layer takes all 4, each once, in a random order.
+            # R_v = 3, p = 1, l = 2, L = 2: 8 shared shards, each layer takes 2 of them, each once.
             for index in (adapter.shard_index_A, adapter.shard_index_B):
-                assert sorted(index.flatten().tolist()) == [0, 1, 2, 3]
+                shared = index[:-1].flatten().tolist()
+                assert len(set(shared)) == 2 and all(i < 8 for i in shared)
             pairs_differ |= not torch.equal(adapter.shard_index_A, adapter.shard_index_B)
     assert pairs_differ, "A's and B's shard indices are drawn independently"
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_every_mechanism_acts_at_the_default_rank(layers: int) -> None:
+    """The pool holds more shards than a layer's rank takes, so a layer draws a proper subset of
+    the shared shards, none twice; the last rank is private; over seeds, layers share shards."""
+    spec, overlapped = adapters.get("mos"), False
+    names = ["layer1", "layer2"][:layers]
+    for seed in range(10):
+        attached = adapters.attach(_square_mlp(), "mos", names, seed=seed)
+        for adapter in attached:
+            pool_shards, l = adapter.shard_pool_A.shape[0], 2
+            assert pool_shards > spec.default_rank * l, "the pool must be larger than what one layer takes"
+            for index in (adapter.shard_index_A, adapter.shard_index_B):
+                drawn = index.flatten().tolist()
+                assert len(drawn) == len(set(drawn)), "no shard index drawn twice"
+                shared_pool = pool_shards - layers * l  # p = 1 private rank of l shards per layer
+                assert all(i < shared_pool for i in index[:-1].flatten().tolist())
+                assert all(i >= shared_pool for i in index[-1].tolist()), "the last rank is private"
+                assert len(index[:-1].flatten()) < shared_pool, "subset selection: a proper subset"
+        if layers == 2:
+            first, second = (set(a.shard_index_A[:-1].flatten().tolist()) for a in attached)
+            overlapped |= bool(first & second)
+    assert layers == 1 or overlapped, "layers sharing a pool should sometimes draw the same shard"
 
 
 def test_one_layer_with_rank_above_pool_rank_draws_with_replacement() -> None:
@@ -122,17 +147,19 @@ def test_one_layer_with_rank_above_pool_rank_draws_with_replacement() -> None:
 
 
 def test_default_private_rank_follows_the_reference_where_the_pool_allows() -> None:
-    one = adapters.build("mos", _layer(), rank=2, seed=0)  # R_v = 1: p = 0 (p = 1 would leave no shared shard)
+    one = adapters.build("mos", _layer(), rank=2, pool_rank=1, seed=0)  # p = 0: p = 1 would leave no shared shard
     assert one.shard_pool_A.shape[0] == 2 and (one.shard_index_A < 2).all()
-    four = adapters.build("mos", _layer(), rank=8, seed=0)  # R_v = 4: p = 1, the last rank private
-    assert four.shard_index_A[-1].tolist() == [6, 7] and (four.shard_index_A[:-1] < 6).all()
+    first = adapters.build("mos", _layer(), rank=1, seed=0)  # r = 1: p = 0, or no rank would be shared
+    assert first.shard_pool_A.shape[0] == 4 and (first.shard_index_A < 4).all()
+    eight = adapters.build("mos", _layer(), rank=8, seed=0)  # R_v = 9: p = 1, the last rank private
+    assert eight.shard_index_A[-1].tolist() == [16, 17] and (eight.shard_index_A[:-1] < 16).all()
 
 
 def test_layers_of_different_shapes_get_pools_of_their_own() -> None:
     model = TwoLayer(torch.float64)
-    first, second = adapters.attach(model, "mos", "all", rank=2)
-    assert first.shard_pool_A.shape == (2, 8) and second.shard_pool_A.shape == (2, 6)
-    assert count_trainable(model) == (12 + 16) + (10 + 12)
+    first, second = adapters.attach(model, "mos", ["layer1", "layer2"], rank=2)
+    assert first.shard_pool_A.shape == (6, 8) and second.shard_pool_A.shape == (6, 6)
+    assert count_trainable(model) == 3 * (12 + 16) + 3 * (10 + 12)
 
 
 @pytest.mark.parametrize(

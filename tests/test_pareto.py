@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from nfl.metrics import pareto_front
+from nfl.pareto import pareto_front
 
 
 def test_dominated_points_are_dropped_and_the_front_is_sorted_by_cost() -> None:

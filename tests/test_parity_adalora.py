@@ -18,10 +18,13 @@ import torch.nn.functional as F
 pytest.importorskip("peft")
 
 import adapters  # noqa: E402
+from nfl.model import target_layer_names  # noqa: E402
 from nfl.tasks import Dataset  # noqa: E402
 from nfl.training import train  # noqa: E402
 from tests.conftest import TwoLayer, perturb_  # noqa: E402
 from tests.peft_parity import TOLERANCE, copy_into  # noqa: E402
+
+pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
 
 DOUBLE = torch.float64
 
@@ -75,7 +78,7 @@ def inputs() -> tuple[torch.Tensor, torch.Tensor]:
 def test_forward_penalty_and_gradients_match_peft(targets: str, alpha: float | None, orth_reg_weight: float) -> None:
     base = TwoLayer(DOUBLE)
     model = copy.deepcopy(base)
-    ours = adapters.attach(model, "adalora", targets, rank=2, init_rank=3, alpha=alpha, orth_reg_weight=orth_reg_weight, seed=0)
+    ours = adapters.attach(model, "adalora", target_layer_names(targets), rank=2, init_rank=3, alpha=alpha, orth_reg_weight=orth_reg_weight, seed=0)
     perturb_(model)  # Λ ≠ 0 and P, Q far from orthonormal, so every term matters
     theirs = peft_adalora(base, targets, 2, 3, alpha, orth_reg_weight=orth_reg_weight)
     pairs = triplets(ours, theirs)
@@ -115,7 +118,7 @@ def test_rank_allocation_matches_peft_step_by_step(deltaT: int) -> None:
     total, schedule = 40, {"tinit": 4, "tfinal": 12, "deltaT": deltaT}
     base = TwoLayer(DOUBLE)
     model = copy.deepcopy(base)
-    ours = adapters.attach(model, "adalora", "all", rank=2, init_rank=4, seed=0, **schedule)
+    ours = adapters.attach(model, "adalora", ["layer1", "layer2"], rank=2, init_rank=4, seed=0, **schedule)
     theirs = peft_adalora(base, "all", 2, 4, None, total_steps=total, **schedule)
     pairs = triplets(ours, theirs)
     copy_into([(mine.view(peft_tensor.shape), peft_tensor) for mine, peft_tensor in pairs])

@@ -9,6 +9,8 @@ import adapters  # noqa: E402
 from tests.conftest import TwoLayer, perturb_  # noqa: E402
 from tests.peft_parity import assert_parity, copy_into, peft_layer  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
+
 
 @pytest.mark.parametrize("rank,alpha", [(2, None), (3, 7.0)])
 def test_lora_matches_peft(rank: int, alpha: float | None) -> None:

@@ -10,6 +10,8 @@ import adapters  # noqa: E402
 from tests.conftest import TwoLayer, perturb_  # noqa: E402
 from tests.peft_parity import TOLERANCE, assert_parity, copy_into, peft_layer  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
+
 
 @pytest.mark.parametrize("rank", [4, 5, 3, 16])  # in_features = 16: 5 and 3 exercise the zero padding
 def test_miss_e_matches_peft(rank: int) -> None:

@@ -11,6 +11,8 @@ import adapters  # noqa: E402
 from tests.conftest import TwoLayer, perturb_  # noqa: E402
 from tests.peft_parity import assert_parity, copy_into, peft_layer  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
+
 
 def _x() -> torch.Tensor:
     return torch.randn(9, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -40,7 +42,7 @@ def test_vera_on_two_layers_of_different_shapes_matches_peft() -> None:
 
     model = TwoLayer(torch.float64)
     theirs = peft.get_peft_model(copy.deepcopy(model), peft.VeraConfig(r=5, target_modules=["layer1", "layer2"]))
-    ours = adapters.attach(model, "vera", "all", rank=5)
+    ours = adapters.attach(model, "vera", ["layer1", "layer2"], rank=5, projection_seed=0)  # PEFT's default key
     peft_layers = [theirs.base_model.model.layer1, theirs.base_model.model.layer2]
     # PEFT also sizes the shared projections to the largest layer and slices them per layer.
     for adapter in ours:

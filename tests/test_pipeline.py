@@ -12,6 +12,8 @@ from nfl.config import preset
 from nfl.tasks import make_task_data
 from nfl.training import DegenerateTaskWarning, adapt, evaluate, pretrain
 
+pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
+
 
 def test_same_seed_gives_identical_data() -> None:
     cfg = preset("default").task
@@ -51,7 +53,7 @@ def test_same_seed_gives_identical_training() -> None:
 
 @pytest.mark.parametrize("seed", [43, 44, 45])
 def test_default_preset_is_well_posed(seed: int) -> None:
-    """DESIGN.md's four criteria (the fourth, reporting, is checked by the study's CLI test)."""
+    """docs/design.md's four criteria (the fourth, reporting, is checked by the study's CLI test)."""
     cfg = preset("default")
     data = make_task_data(cfg.task, cfg.model.width, seed)
     with warnings.catch_warnings():

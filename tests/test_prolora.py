@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import adapters
-from nfl.metrics import count_trainable
+from nfl.params import count_trainable
 from tests.conftest import perturb_
 
 # float64: a wrong rotation or chunk boundary is off by O(1), rounding by O(1e-15).
@@ -51,9 +51,10 @@ def _oracle_factors(adapter) -> tuple[torch.Tensor, torch.Tensor]:
 def test_registry_entry() -> None:
     spec = adapters.get("prolora")
     assert (spec.label, spec.default_rank) == ("ProLoRA", 2)
-    assert spec.hparam_defaults() == {"unshared_rank": 1, "m": 2, "n": 2, "alpha": None}
+    # u = 0, the reference's default: at the default rank 2 both ranks are shared and rotate.
+    assert spec.hparam_defaults() == {"alpha": None, "unshared_rank": 0, "m": 2, "n": 2}
     # r' (ceil(k/m) + ceil(d/n)) + u (d + k), worked by hand: 4 (6 + 6) + 1 (12 + 16) = 76.
-    assert spec.expected_params([(12, 16)], 5, m=3, n=2) == 76
+    assert spec.expected_params([(12, 16)], 5, unshared_rank=1, m=3, n=2) == 76
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ def test_with_sharing_rates_one_it_is_lora() -> None:
     "hparams,message",
     [
         ({"rank": 2, "unshared_rank": 3}, r"ProLoRA needs 0 <= unshared_rank <= rank = 2, got 3"),
-        ({"unshared_rank": -1}, "0 <= unshared_rank"),
+        ({"unshared_rank": -1}, "ProLoRA needs an integer unshared_rank >= 0, got -1"),
         ({"m": 0}, "sharing rate m >= 1, got 0"),
         ({"n": 1.5}, "sharing rate n >= 1"),
         ({"rank": 0}, "ProLoRA needs 1 <= rank, got 0"),
@@ -135,3 +136,15 @@ def test_with_sharing_rates_one_it_is_lora() -> None:
 def test_bad_arguments_are_clear_errors(hparams: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         adapters.build("prolora", _layer(), **hparams)
+
+
+def test_the_rotation_acts_at_the_defaults() -> None:
+    """At the default rank and hyper-parameters the shared rank is >= 2, so the second chunk of A
+    (and of B) is the shared chunk rotated, not a copy of it; with r' = 1 a roll is the identity."""
+    adapter = adapters.build("prolora", _layer(), seed=0)
+    perturb_(adapter)
+    assert adapter.A0.shape[0] >= 2
+    B, A = adapter.factors()
+    chunk_k, chunk_d = adapter.A0.shape[1], adapter.B0.shape[0]
+    assert not torch.equal(A[: adapter.A0.shape[0], chunk_k : 2 * chunk_k], adapter.A0[:, : 16 - chunk_k])
+    assert not torch.equal(B[chunk_d : 2 * chunk_d, : adapter.B0.shape[1]], adapter.B0[: 12 - chunk_d])

@@ -9,6 +9,8 @@ import pytest
 
 from studies import grad_norm, init_time, pareto, train_time
 
+pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
+
 TINY = ["--pretrain-epochs", "10", "--adapt-epochs", "3", "--seeds", "1", "--quick", "--width", "8", "--targets", "layer1"]
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import adapters
-from nfl.metrics import (
+from nfl.subspace import (
     amplification,
     bottom_left_singular_vectors,
     random_subspace,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import adapters
-from nfl.metrics import count_trainable
+from nfl.params import count_trainable
 from tests.conftest import TwoLayer, perturb_
 
 # float64: a wrong product order or slice is off by O(1), rounding by O(1e-15).
@@ -25,7 +25,7 @@ def _layer(out_features: int = 12, in_features: int = 16) -> nn.Linear:
 def test_registry_entry() -> None:
     spec = adapters.get("vera")
     assert (spec.label, spec.default_rank) == ("VeRA", 64)
-    assert spec.hparam_defaults() == {"d_initial": 0.1, "projection_seed": 0}
+    assert spec.hparam_defaults() == {"d_initial": 0.1, "projection_seed": None}
     assert spec.expected_params([(12, 16), (10, 12)], 5) == (12 + 5) + (10 + 5)
 
 
@@ -41,21 +41,22 @@ def test_initialisation() -> None:
         assert projection.dtype == torch.float64
 
 
-def test_projections_are_frozen_buffers_seeded_by_projection_seed_alone() -> None:
+def test_projections_are_frozen_buffers_from_the_run_seed_unless_projection_seed_is_given() -> None:
     adapter = adapters.build("vera", _layer(), rank=4, seed=0)
     buffers = dict(adapter.named_buffers())
     assert "vera_A" in buffers and "vera_B" in buffers
     assert not adapter.vera_A.requires_grad and not adapter.vera_B.requires_grad
     assert {n for n, _ in adapter.named_parameters()} == {"lambda_b", "lambda_d"}
     other_run = adapters.build("vera", _layer(), rank=4, seed=9)
-    assert torch.equal(adapter.vera_A, other_run.vera_A) and torch.equal(adapter.vera_B, other_run.vera_B)
-    other_key = adapters.build("vera", _layer(), rank=4, seed=0, projection_seed=1)
-    assert not torch.equal(adapter.vera_A, other_key.vera_A)
+    assert not torch.equal(adapter.vera_A, other_run.vera_A), "the projections follow the run's seed"
+    keyed = [adapters.build("vera", _layer(), rank=4, seed=seed, projection_seed=1) for seed in (0, 9)]
+    assert torch.equal(keyed[0].vera_A, keyed[1].vera_A) and torch.equal(keyed[0].vera_B, keyed[1].vera_B)
+    assert not torch.equal(adapter.vera_A, keyed[0].vera_A)
 
 
 def test_all_layers_slice_the_same_projections() -> None:
     model = TwoLayer(torch.float64)
-    first, second = adapters.attach(model, "vera", "all", rank=6)
+    first, second = adapters.attach(model, "vera", ["layer1", "layer2"], rank=6)
     # Sized to the largest layer: r x max k (16), max d (12) x r; the very same tensors in both.
     assert first.vera_A is second.vera_A and first.vera_B is second.vera_B
     assert first.vera_A.shape == (6, 16) and first.vera_B.shape == (12, 6)

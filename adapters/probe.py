@@ -1,4 +1,4 @@
-"""A probe for "forward never materialises a d x k matrix": the largest tensor a training step creates."""
+"""A probe for "a training step never materialises a d x k matrix": the largest tensor it creates."""
 
 from __future__ import annotations
 

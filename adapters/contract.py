@@ -1,0 +1,177 @@
+"""The adapter contract as checks that can fail, for any registered method (built-in or external).
+
+Each check builds a small float64 model of its own (two Linear layers with d != k, so that a
+transposition slip cannot hide) and returns a :class:`Verdict`. ``python -m adapters.check`` runs
+them on an external file; the test suite runs them on every registered method.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adapters.base import Adapter
+from adapters.probe import largest_tensor_in_step
+from adapters.registry import build, get
+from adapters.targets import attach, trained_layer_names
+
+TARGETS = ["0", "2"]  # both Linear layers of :func:`small_model`
+# float64: a wrong merge or init is off by O(1e-2) or more, rounding by O(1e-15).
+EXACT = 1e-10
+MOVED = 1e-3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    check: str
+    passed: bool
+    detail: str = ""
+
+
+def small_model(seed: int = 0) -> nn.Sequential:
+    """Linear(16 -> 12) . Tanh . Linear(12 -> 10), float64, initialised from ``seed`` alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(16, 12), nn.Tanh(), nn.Linear(12, 10)).double()
+
+
+def _inputs(rows: int, features: int, seed: int) -> torch.Tensor:
+    return torch.randn(rows, features, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def perturb_(module: nn.Module, seed: int = 1, scale: float = 0.5) -> None:
+    """Move every trainable parameter off its initial value, so a zero-at-init update is non-zero."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.requires_grad:
+                p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
+def train_(model: nn.Module, adapters: list[Adapter], x: torch.Tensor, y: torch.Tensor, steps: int = 6) -> None:
+    """A few full-batch Adam steps (lr 1e-2) towards ``y``, with the adapters' regulariser and hooks."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    for step in range(steps):
+        optimizer.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        for term in (a.regularization() for a in adapters):
+            loss = loss if term is None else loss + term
+        loss.backward()
+        optimizer.step()
+        for adapter in adapters:
+            adapter.on_step(step, steps)
+
+
+def identity_at_init(method: str) -> Verdict:
+    model = small_model()
+    x = _inputs(32, 16, 0)
+    adapted = copy.deepcopy(model)
+    attach(adapted, method, TARGETS, seed=3)
+    gap = (adapted(x) - model(x)).abs().max().item()
+    return Verdict("identity at init", gap < EXACT, f"max |adapted(x) - base(x)| = {gap:.2e}")
+
+
+def forward_equals_merged_weight(method: str) -> Verdict:
+    adapters = attach(small_model(), method, TARGETS, seed=5)
+    if not adapters:
+        return Verdict("forward equals merged weight", True, "no per-layer adapter")
+    worst, moved = 0.0, float("inf")
+    for adapter in adapters:
+        perturb_(adapter)
+        x = _inputs(20, adapter.in_features, 1)
+        out = adapter(x)
+        worst = max(worst, (out - F.linear(x, adapter.merged_weight(), adapter.bias)).abs().max().item())
+        moved = min(moved, (out - adapter.base_forward(x)).abs().max().item())
+        delta = adapter.delta_weight() - (adapter.merged_weight() - adapter.base_weight)
+        worst = max(worst, delta.abs().max().item())
+    passed = worst < EXACT and moved > MOVED and torch.isfinite(out).all().item()
+    detail = f"max |forward - F.linear(x, W', b)| = {worst:.2e}; perturbed output moves by {moved:.2e}"
+    return Verdict("forward equals merged weight", passed, detail)
+
+
+def only_its_parameters_move(method: str) -> Verdict:
+    model = small_model()
+    before = copy.deepcopy(model)
+    adapters = attach(model, method, TARGETS, seed=0)
+    declared = {id(p) for a in adapters for n, p in a.named_parameters() if n in type(a).trainable_names}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if adapters and trainable != declared:
+        return Verdict("only its parameters move", False, "trainable tensors differ from the declared trainable_names")
+    initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    train_(model, adapters, _inputs(24, 16, 0), _inputs(24, 10, 1))
+    now = dict(model.named_parameters())
+    still = [n for n, value in initial.items() if value.numel() and torch.equal(value, now[n])]
+    if still:
+        return Verdict("only its parameters move", False, f"trainable {', '.join(still)} never moved")
+    if adapters:
+        for name, param in before.named_parameters():
+            layer, _, leaf = name.rpartition(".")
+            adapted = isinstance(model.get_submodule(layer), Adapter)
+            frozen_name = "base_weight" if leaf == "weight" else leaf
+            current = getattr(model.get_submodule(layer), frozen_name) if adapted else model.get_parameter(name)
+            if not torch.equal(param, current):
+                return Verdict("only its parameters move", False, f"frozen {name} moved")
+    return Verdict("only its parameters move", True, f"{len(initial)} trainable tensors moved, the rest did not")
+
+
+def count_equals_formula(method: str) -> Verdict:
+    model = small_model()
+    layers = map(model.get_submodule, trained_layer_names(model, method, TARGETS))
+    shapes = [(m.out_features, m.in_features) for m in layers]
+    attach(model, method, TARGETS, seed=0)
+    counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    expected = get(method).expected_params(shapes, None)
+    return Verdict("count equals formula", counted == expected > 0, f"counted {counted}, formula {expected}")
+
+
+def seeded_determinism(method: str) -> Verdict:
+    if get(method).adapter is None:
+        return Verdict("seeded determinism", True, "no per-layer adapter")
+    layer = small_model()[0]
+    first, second = (build(method, layer, seed=7).state_dict() for _ in range(2))
+    same = first.keys() == second.keys() and all(torch.equal(first[n], second[n]) for n in first)
+    return Verdict("seeded determinism", same, "same seed, same tensors" if same else "same seed, different tensors")
+
+
+def dense_update_as_declared(method: str) -> Verdict:
+    spec = get(method)
+    if spec.adapter is None:
+        return Verdict("no d x k matrix unless declared", True, "no per-layer adapter")
+    d, k = 64, 48  # the largest honest tensor is batch x d = 256 << d * k = 3072
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        layer = nn.Linear(k, d, dtype=torch.float64)
+    adapter = build(method, layer, rank=4 if spec.takes_rank else None, seed=0)
+    perturb_(adapter)
+    largest = largest_tensor_in_step(adapter, _inputs(4, k, 0))
+    forms = largest >= d * k
+    declared = spec.dense_update is not None
+    detail = f"largest new tensor {largest} elements, d x k = {d * k}; declared: {spec.dense_update or 'never'}"
+    return Verdict("no d x k matrix unless declared", forms == declared, detail)
+
+
+CHECKS: tuple[Callable[[str], Verdict], ...] = (
+    identity_at_init,
+    forward_equals_merged_weight,
+    only_its_parameters_move,
+    count_equals_formula,
+    seeded_determinism,
+    dense_update_as_declared,
+)
+
+
+def run_checks(method: str) -> list[Verdict]:
+    """Every check on ``method``; a check that raises fails, with the error as its detail."""
+    verdicts = []
+    for check in CHECKS:
+        try:
+            verdicts.append(check(method))
+        except Exception as error:  # the contract reports a crash as a failed property, not a traceback
+            verdicts.append(Verdict(check.__name__.replace("_", " "), False, f"{type(error).__name__}: {error}"))
+    return verdicts
