@@ -20,7 +20,7 @@ from figures.records import diverged_note
 from figures.style import save
 from nfl import seeds
 from nfl.batched import can_batch, train_batched
-from nfl.metrics import count_trainable
+from nfl.params import count_trainable
 from nfl.config import format_lr_grid
 from nfl.selection import at_tuned_lr, run_summary, tune
 from nfl.sharpness import lambda_max

@@ -14,7 +14,7 @@ import adapters
 from figures.grad_norm import grad_norm_figure
 from figures.records import diverged_note
 from figures.style import save
-from nfl.metrics import count_trainable
+from nfl.params import count_trainable
 from nfl.sweep import Cell
 from nfl.training import initial_gradient_norms, prepare
 from studies.common import SWEEP_RANKS, StudySetup, format_table, group_summaries, quality_cell, study_parser

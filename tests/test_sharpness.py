@@ -32,7 +32,7 @@ def exact_lambda_max(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
 def test_power_iteration_finds_the_exact_top_eigenvalue(method: str) -> None:
     torch.set_num_threads(1)  # tiny operators: more threads only add overhead (restored by conftest)
     model = TwoLayer(dtype=torch.float64)
-    adapters.attach(model, method, "all", rank=2, seed=3)
+    adapters.attach(model, method, ["layer1", "layer2"], rank=None if method == "full" else 2, seed=3)
     if method == "dora":
         perturb_(model, scale=0.3)  # off the init, where the norm's own curvature shows
     g = torch.Generator().manual_seed(0)
