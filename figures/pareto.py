@@ -18,8 +18,8 @@ def figure2(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.6))
     draw_loss_curves(left, adapt, zero_loss)
     left.set_title("Validation loss (mean, 95% band)")
-    draw_cost_vs_params(middle, init, "Initialisation time", "ms per model (median ± IQR/2)")
-    draw_cost_vs_params(right, train, "Training-step time", "ms per step (median ± IQR/2)")
+    draw_cost_vs_params(middle, init, "Initialisation time", "model")
+    draw_cost_vs_params(right, train, "Training-step time", "step")
     handles = {}
     for ax in (left, middle, right):
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -50,7 +50,7 @@ def pareto_figure(adapt: list[dict[str, Any]], train: list[dict[str, Any]], subt
     """Minimum validation loss against trainable parameters (left) and against step time (right);
     the non-dominated methods joined by the Pareto front. Diverged runs are left out."""
     quality = aggregate(adapt, lambda r: r["summary"]["min_val_loss"])
-    step_ms = {(p.method, p.rank): p.mean for p in timing_points(train)}
+    step_ms = {(p.method, p.rank): p.median for p in timing_points(train)}
     fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(12, 4.6))
     _draw_front(by_params, [(p.params, p.mean, p) for p in quality], "trainable parameters")
     by_params.set_title("Adaptability vs size")
