@@ -21,7 +21,7 @@ from nfl.sweep import Cell, record_key, run_cells
 from nfl.timing import CLOCK_LABELS, quartiles
 
 NOISY_IQR_FRACTION = 0.25  # a timing whose IQR exceeds this fraction of its median is marked noisy
-NOISE_HELP = "one thread (--threads 1), more rounds (--rounds), a quieter machine"
+NOISE_HELP = "more rounds (--rounds), a quieter machine"
 
 
 def round_cell(cell: Cell, round_index: int) -> Cell:
@@ -107,10 +107,17 @@ def clock_label(records: Sequence[dict[str, Any]]) -> str:
     return " / ".join(CLOCK_LABELS.get(c, c) for c in clocks)
 
 
-def noisy_line(records: Sequence[dict[str, Any]], label: Callable[[dict[str, Any]], str]) -> str:
-    """One line naming the noisy cells and what helps, or saying that none is."""
-    noisy = [label(r) for r in records if r["timing"]["noisy"]]
+def noisy_line(records: Sequence[dict[str, Any]], threads: int) -> str:
+    """One line naming the noisy cells (ranks grouped by method) and what helps, or saying that
+    none is."""
+    noisy: dict[str, list[str]] = {}
+    for r in records:
+        if r["timing"]["noisy"]:
+            noisy.setdefault(r["method"], []).append("-" if r["rank"] is None else str(r["rank"]))
     rule = f"IQR over rounds > {NOISY_IQR_FRACTION:.0%} of the median"
     if not noisy:
         return f"noise: no cell has {rule}"
-    return f"noisy ({rule}, marked *): {', '.join(noisy)} -- what helps: {NOISE_HELP}"
+    cells = "; ".join(f"{method} r={','.join(ranks)}" for method, ranks in noisy.items())
+    helps = ("one thread (--threads 1), " if threads > 1 else "") + NOISE_HELP
+    count = sum(map(len, noisy.values()))
+    return f"noisy ({rule}, marked *): {count} of {len(records)} cells: {cells} -- what helps: {helps}"

@@ -28,7 +28,7 @@ from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
 LOADED = 1.2  # wall / CPU time above this (median over cells): the machine was busy
 # Many short rounds rather than few long ones: on a loaded machine a cell's time drifts over
 # seconds, and each round's median is one more independent sample of that drift.
-FULL_ROUNDS, QUICK_ROUNDS = 31, 15
+FULL_ROUNDS, QUICK_ROUNDS = 61, 41  # measured: a round of ~70 cells costs ~2 s on 2 loaded cores
 
 
 def threads(n: int) -> str:
@@ -116,11 +116,6 @@ def run(setup: StudySetup, plan: dict | None = None) -> list[dict[str, Any]]:
     return run_timed(setup, "init_time", plan, lambda cell: prepare(setup, cell))
 
 
-def cell_label(record: dict[str, Any]) -> str:
-    rank = "" if record["rank"] is None else f" r={record['rank']}"
-    return f"{adapters.get(record['method']).label}{rank}"
-
-
 def summary(records: list[dict[str, Any]], column: str) -> str:
     """The table: median [quartiles] over rounds on the clock, and the wall clock's median."""
     clock = clock_label(records)
@@ -169,7 +164,7 @@ def timing_main(
     print(summary(records, column))
     print("\n".join(["", *checks(records), *extra_checks(records)]))
     print(f"\nrecords: {setup.out / f'{study}.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
-    print(noisy_line(records, cell_label))
+    print(noisy_line(records, t["num_threads"]))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

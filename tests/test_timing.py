@@ -281,9 +281,10 @@ def test_the_noise_rule_on_hand_made_timings() -> None:
     edge = {"median_s": 1.0, "iqr_s": NOISY_IQR_FRACTION}  # exactly at the fraction: not noisy
     assert not steady["noisy"] and bursty["noisy"] and not is_noisy(edge)
     records = [{"method": "lora", "rank": 1, "timing": steady}, {"method": "pissa", "rank": 2, "timing": bursty}]
-    line = noisy_line(records, lambda r: f"{r['method']} r={r['rank']}")
-    assert "pissa r=2" in line and "lora" not in line and "one thread" in line
-    assert noisy_line(records[:1], str).startswith("noise: no cell")
+    line = noisy_line(records, threads=2)
+    assert "1 of 2 cells: pissa r=2" in line and "lora" not in line and "one thread" in line
+    assert "one thread" not in noisy_line(records, threads=1)
+    assert noisy_line(records[:1], 1).startswith("noise: no cell")
     assert format_ms(bursty).endswith(" *") and not format_ms(steady).endswith("*")
 
 
