@@ -48,7 +48,7 @@ def draw_loss_curves(
         ax.plot(steps, mean, color=style["color"], label=style["label"], lw=1.6, ls="--" if full else "-",
                 marker=style["marker"] if full else None, markevery=[-1], ms=6)
         if len(runs) > 1:
-            ax.fill_between(steps, np.maximum(mean - half, 1e-12), mean + half, color=style["color"], alpha=0.1, lw=0)
+            ax.fill_between(steps, np.maximum(mean - half, 1e-12), mean + half, color=style["color"], alpha=0.06, lw=0)
         means[method] = mean
         ends.append((steps[-1], mean[-1], method))
     adapters_only = [m for k, m in means.items() if k != "full"] or list(means.values())
@@ -74,8 +74,9 @@ def _clipped_note(ax: plt.Axes, name: str, values: np.ndarray | None, low: float
     label = method_style(name)["label"] if name == "full" else name
     below = values[-1] < low
     text = f"{label} {'↓' if below else '↑'} {values[-1]:.3g}" + (" at the end" if values.size > 1 else "")
-    ax.annotate(text, (0.99, 0.02 if below else 0.98), xycoords="axes fraction", ha="right",
-                va="bottom" if below else "top", fontsize=8, color="0.2")
+    ax.annotate(text, (0.5, 0.02 if below else 0.98), xycoords="axes fraction", ha="center",
+                va="bottom" if below else "top", fontsize=8, color="0.2",
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
 
 
 def _end_labels(ax: plt.Axes, ends: list[tuple[float, float, str]]) -> None:
@@ -88,7 +89,7 @@ def _end_labels(ax: plt.Axes, ends: list[tuple[float, float, str]]) -> None:
     placed = sorted(((np.log10(y) - low) / (high - low), y, m) for _, y, m in ends)
     positions: list[float] = []
     for frac, _, _ in placed:
-        positions.append(max(frac, positions[-1] + _LABEL_GAP) if positions else frac)
+        positions.append(max(frac, positions[-1] + _LABEL_GAP) if positions else max(frac, 0.02))
     overflow = positions[-1] - 0.98
     if overflow > 0:  # pushed off the top: shift everything down, keeping the gaps
         positions = [p - overflow for p in positions]

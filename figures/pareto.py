@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from figures.curves import curve_label, draw_loss_curves
 from figures.efficiency import draw_cost_vs_params, timing_points
@@ -14,6 +15,7 @@ from nfl.metrics import pareto_front
 
 QUALITY_KEYS = {"min_val_loss": "min validation MSE", "test_loss": "test MSE at the selected step"}
 _DODGE = 1.1  # points at equal x are spread by this factor apart on the log x axis
+_LABEL_SPACING = 0.15  # decades of x between two labelled front points
 
 
 def figure2(
@@ -65,7 +67,11 @@ def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: 
                     label=style["label"], ls="none")
     front = pareto_front([(x, y, p) for x, (_, y, p) in zip(xs, points)])
     ax.plot([f[0] for f in front], [f[1] for f in front], color="0.3", lw=1, ls="--", zorder=0, label="Pareto front")
-    for i, (x, y, p) in enumerate(front):  # alternate above / below: front points often crowd
+    labelled = -np.inf
+    for i, (x, y, p) in enumerate(front):  # alternate above / below; where they crowd, the key names them
+        if np.log10(x) - labelled < _LABEL_SPACING:
+            continue
+        labelled = np.log10(x)
         ax.annotate(method_style(p.method)["label"], (x, y), textcoords="offset points", xytext=(6, 5 if i % 2 else -11),
                     fontsize=8)
     ax.set_xscale("log")
