@@ -136,6 +136,7 @@ def subspace_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figur
     right.set_title("Amplification factor (LoRA §7.3)")
     seeds = max((p.n for p in amplified), default=0)
     right.set_xlim(-0.6, len(amplified) - 0.4)
-    fig.suptitle(f"ΔW in W0's spectrum (MiLoRA §5.3) — {title}, {seeds} seed(s), {interval_wording(seeds)}", fontsize=10)
+    fig.suptitle(f"ΔW in W0's spectrum (MiLoRA §5.3) — {title}, {seeds} seed(s), {interval_wording(seeds)}",
+                 fontsize=10)
     fig.tight_layout()
     return fig

@@ -72,8 +72,8 @@ def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: 
         if np.log10(x) - labelled < _LABEL_SPACING:
             continue
         labelled = np.log10(x)
-        ax.annotate(method_style(p.method)["label"], (x, y), textcoords="offset points", xytext=(6, 5 if i % 2 else -11),
-                    fontsize=8)
+        ax.annotate(method_style(p.method)["label"], (x, y), textcoords="offset points",
+                    xytext=(6, 5 if i % 2 else -11), fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     return xs != [x for x, _, _ in points]

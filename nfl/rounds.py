@@ -82,7 +82,8 @@ def summarise(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
     w1, wall, w3 = quartiles([b["wall_s"] for b in blocks])
     timing = {
         "clock": clocks.pop(), "median_s": median, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1,
-        "wall_median_s": wall, "wall_iqr_s": w3 - w1, "rounds": len(blocks), "calls_per_round": [b["calls"] for b in blocks],
+        "wall_median_s": wall, "wall_iqr_s": w3 - w1, "rounds": len(blocks),
+        "calls_per_round": [b["calls"] for b in blocks],
     }
     return {**timing, "noisy": is_noisy(timing)}
 

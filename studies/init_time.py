@@ -62,7 +62,8 @@ def timing_settings(setup: StudySetup) -> TimingSettings:
     rounds = vars(setup.args).get("rounds") or (QUICK_ROUNDS if setup.quick else FULL_ROUNDS)
     name = cpu_name() if on_cpu else torch.cuda.get_device_name(setup.device)
     block = 0.002 if setup.quick else 0.005
-    return TimingSettings(rounds, 2 if setup.quick else 3, block, threads, clock_for(setup.device, threads), name, setup.quick)
+    clock = clock_for(setup.device, threads)
+    return TimingSettings(rounds, 2 if setup.quick else 3, block, threads, clock, name, setup.quick)
 
 
 def run_timed(
@@ -74,7 +75,8 @@ def run_timed(
     runs once per cell, at the cell's first block. Exits 130 with a resume hint if stopped.
     """
     settings = timing_settings(setup)
-    cells = [dataclasses.replace(c, measurement=settings.measurement()) for c in setup.cells(study, setup.seeds[:1], plan)]
+    cells = [dataclasses.replace(c, measurement=settings.measurement())
+             for c in setup.cells(study, setup.seeds[:1], plan)]
     env, config = environment(setup.device), setup.config.to_dict()
     env["cpu_threads"] = settings.threads  # the threads the timings ran with, not the study's
     timers: dict[Cell, tuple[BlockTimer, dict]] = {}
@@ -112,7 +114,8 @@ def prepare(setup: StudySetup, cell: Cell) -> tuple[Callable[[], Any], dict]:
 
 def run(setup: StudySetup, plan: dict | None = None) -> list[dict[str, Any]]:
     """Every adapter method over the ranks (full fine-tuning initialises nothing and is left out)."""
-    plan = {m: r for m, r in (setup.method_ranks if plan is None else plan).items() if adapters.get(m).adapter is not None}
+    plan = setup.method_ranks if plan is None else plan
+    plan = {m: r for m, r in plan.items() if adapters.get(m).adapter is not None}
     return run_timed(setup, "init_time", plan, lambda cell: prepare(setup, cell))
 
 
@@ -153,7 +156,8 @@ def timing_main(
     """The command line shared by the timing studies: rounds, figure, table, checks, noise."""
     parser = study_parser(study, description, ranks_help=",".join(map(str, SWEEP_RANKS)))
     parser.add_argument("--rounds", type=int, default=None,
-                        help=f"interleaved rounds, each timing every cell once (default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick)")
+                        help=f"interleaved rounds, each timing every cell once "
+                             f"(default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick)")
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
     if setup.args.rounds is not None and setup.args.rounds < 1:
         parser.error(f"--rounds must be a positive integer, got {setup.args.rounds}")

@@ -56,7 +56,8 @@ def checks(records: list[dict[str, Any]]) -> list[str]:
     if ratios:
         low, high = SANITY_RANGE
         outside = [r for r, v in ratios.items() if not low <= v <= high]
-        verdict = "all within" if not outside else f"OUTSIDE at r={', '.join(map(str, outside))}: the measurement is off;"
+        off = ", ".join(map(str, outside))
+        verdict = f"OUTSIDE at r={off}: the measurement is off;" if outside else "all within"
         text = ", ".join(f"r={r} {v:.3f}" for r, v in sorted(ratios.items()))
         lines.append(f"sanity: LoRA/PiSSA step time at equal rank (identical math): {text} -- {verdict} {low}-{high}")
     if any(r["memory"]["measured_peak"] is None for r in records):

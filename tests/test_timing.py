@@ -21,6 +21,7 @@ import adapters
 from nfl.devices import cpu_name
 from nfl.results import ResultStore
 from nfl.rounds import NOISY_IQR_FRACTION, format_ms, is_noisy, noisy_line, round_order, run_rounds, summarise
+from nfl.stats import format_mean_ci
 from nfl.sweep import Cell, SweepInterrupted
 from nfl.tasks import Dataset
 from nfl.timing import BlockTimer, Timing, TimingOptions, clock_for, measure, prepared_init, prepared_train_step
@@ -299,3 +300,8 @@ def test_the_cpu_is_named_by_its_model(tmp_path: Path) -> None:
     info.write_text("processor\t: 0\nmodel name\t: AMD EPYC  7763 64-Core Processor\n")
     assert cpu_name(info) == "AMD EPYC 7763 64-Core Processor"
     assert cpu_name(tmp_path / "missing")  # falls back to platform's name, never empty
+
+
+def test_one_seed_prints_n_equals_1_never_plus_or_minus_zero() -> None:
+    assert format_mean_ci([0.04213]) == "0.0421 (n = 1)"
+    assert format_mean_ci([1.0, 2.0, 3.0], digits=2) == "2.00 ± 2.48"
