@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.records import aggregate, diverged, error_bars
-from figures.style import mark_empty, method_style
+from figures.style import interval_wording, mark_empty, method_style
 
 _SUBSPACES = (
     ("phi_top", "W0's top-r left singular vectors (PiSSA's start)", "0.2"),
@@ -114,9 +114,10 @@ def subspace_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figur
         xs = np.arange(len(points)) + (j - 1) * width
         left.bar(xs, [p.mean for p in points], width, yerr=error_bars(points), color=colour, edgecolor="0.1", lw=0.5, capsize=2, label=label)
     amplified = aggregate(records, lambda r: r["summary"]["amplification"])
-    for x, p in enumerate(amplified):
+    for x, p in enumerate(amplified):  # points, not bars: a bar's length means nothing on a log axis
         style = method_style(p.method)
-        right.bar(x, p.mean, 0.7, yerr=error_bars([p]), color=style["color"], capsize=2)
+        right.errorbar(x, p.mean, yerr=error_bars([p]), color=style["color"], marker=style["marker"], ms=8, capsize=3,
+                       ls="none")
     ranks = {r["summary"]["subspace_rank"] for r in records if not diverged(r)}
     r_text = f"r = {max(ranks, default='-')}" if len(ranks) <= 1 else f"r = min({max(ranks)}, rank bound)"
     if not amplified:
@@ -134,6 +135,8 @@ def subspace_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figur
     right.set_ylabel("‖ΔW‖_F / ‖UᵀW0V‖_F")
     right.set_title("Amplification factor (LoRA §7.3)")
     seeds = max((p.n for p in amplified), default=0)
-    fig.suptitle(f"ΔW in W0's spectrum (MiLoRA §5.3) — {title}, {seeds} seed(s), mean ± 95% CI", fontsize=10)
+    right.set_xlim(-0.6, len(amplified) - 0.4)
+    fig.suptitle(f"ΔW in W0's spectrum (MiLoRA §5.3) — {title}, {seeds} seed(s), {interval_wording(seeds)}",
+                 fontsize=10)
     fig.tight_layout()
     return fig

@@ -2,40 +2,77 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 
-from figures.records import Point, by_method
 from figures.style import method_style
+from nfl.rounds import NOISY_IQR_FRACTION, clock_label
 
 
-def timing_points(records: list[dict[str, Any]]) -> list[Point]:
-    """One Point per (method, rank): the median time in ms with its IQR as the spread."""
+@dataclass(frozen=True)
+class TimedPoint:
+    """One (method, rank) of a timing study: median and quartiles in ms over its rounds."""
+
+    method: str
+    rank: int | None
+    params: int
+    median: float
+    q1: float
+    q3: float
+    rounds: int
+    noisy: bool
+
+
+def timing_points(records: list[dict[str, Any]]) -> list[TimedPoint]:
+    """One point per (method, rank), in ms."""
     return [
-        Point(r["method"], r["rank"], r["summary"]["trainable_params"], 1e3 * r["timing"]["median_s"], 1e3 * r["timing"]["iqr_s"] / 2, r["timing"]["repeats"])
+        TimedPoint(r["method"], r["rank"], r["summary"]["trainable_params"], 1e3 * r["timing"]["median_s"],
+                   1e3 * r["timing"]["q1_s"], 1e3 * r["timing"]["q3_s"], r["timing"]["rounds"], r["timing"]["noisy"])
         for r in records
     ]
 
 
-def draw_cost_vs_params(ax: plt.Axes, records: list[dict[str, Any]], title: str, ylabel: str) -> None:
-    """Median time (ms, IQR bars) against trainable parameters, one line per method over its ranks."""
-    for method, points in by_method(timing_points(records)).items():
+def timing_ylabel(records: list[dict[str, Any]], unit: str) -> str:
+    """"ms per step, thread CPU time (median, quartiles over 15 rounds)": what is drawn, on which clock."""
+    rounds = max((r["timing"]["rounds"] for r in records), default=0)
+    spread = "one round" if rounds == 1 else f"median, quartiles over {rounds} rounds"
+    return f"ms per {unit}, {clock_label(records)}\n({spread})" if records else f"ms per {unit}"
+
+
+def draw_cost_vs_params(ax: plt.Axes, records: list[dict[str, Any]], title: str, unit: str) -> None:
+    """Median time against trainable parameters, one line per method over its ranks, the bars
+    spanning the quartiles (never below zero, so log axes draw them whole); a noisy cell is drawn
+    hollow and said so under the axes."""
+    by_method: dict[str, list[TimedPoint]] = {}
+    for p in timing_points(records):
+        by_method.setdefault(p.method, []).append(p)
+    for method, points in by_method.items():
+        points.sort(key=lambda p: -1 if p.rank is None else p.rank)
         style = method_style(method)
-        ax.errorbar(
-            [p.params for p in points], [p.mean for p in points], yerr=[p.half for p in points],
-            color=style["color"], marker=style["marker"], ms=4 if method != "full" else 7, capsize=2, lw=1.3,
-            label=style["label"], ls="-" if len(points) > 1 else "none",
-        )
+        xs, ys = [p.params for p in points], [p.median for p in points]
+        bars = [[p.median - p.q1 for p in points], [p.q3 - p.median for p in points]]
+        ms = 7 if len(points) == 1 else 4
+        ax.errorbar(xs, ys, yerr=bars, color=style["color"], marker=style["marker"], ms=ms, capsize=2, lw=1.3,
+                    label=style["label"], ls="-" if len(points) > 1 else "none")
+        noisy = [p for p in points if p.noisy]
+        ax.plot([p.params for p in noisy], [p.median for p in noisy], ls="none", marker=style["marker"], ms=ms + 3,
+                mfc="white", mec=style["color"], mew=1.3)
+    if any(p.noisy for ps in by_method.values() for p in ps):
+        ax.legend(handles=[Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3", ms=7)], loc="upper left",
+                  labels=[f"noisy: IQR > {NOISY_IQR_FRACTION:.0%} of median"], fontsize=7, handletextpad=0.2)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("trainable parameters")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(timing_ylabel(records, unit))
     ax.set_title(title)
 
 
-def cost_figure(records: list[dict[str, Any]], title: str, ylabel: str, subtitle: str = "") -> plt.Figure:
+def cost_figure(records: list[dict[str, Any]], title: str, unit: str, subtitle: str = "") -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    draw_cost_vs_params(ax, records, title + (f"\n{subtitle}" if subtitle else ""), ylabel)
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    draw_cost_vs_params(ax, records, title + (f"\n{subtitle}" if subtitle else ""), unit)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.92, 0.5))
     return fig

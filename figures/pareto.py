@@ -5,60 +5,101 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 
-from figures.curves import draw_loss_curves
+from figures.curves import curve_label, draw_loss_curves
 from figures.efficiency import draw_cost_vs_params, timing_points
 from figures.records import Point, aggregate, error_bars
-from figures.style import mark_empty, method_style
+from figures.style import interval_wording, mark_empty, method_style
 from nfl.pareto import pareto_front
 
+QUALITY_KEYS = {"min_val_loss": "min validation MSE", "test_loss": "test MSE at the selected step"}
+_DODGE = 1.1  # points at equal x are spread by this factor apart on the log x axis
+_LABEL_SPACING = 0.15  # decades of x between two labelled front points
 
-def figure2(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str, zero_loss: float | None = None) -> plt.Figure:
-    """Left: test-loss curves (``adapt``: the records at each method's tuned lr); middle: init time vs parameters; right: step time vs parameters."""
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.6))
-    draw_loss_curves(left, adapt, zero_loss, key="test_loss")
-    left.set_title("Test loss at each method's tuned lr (mean, 95% band)")
-    draw_cost_vs_params(middle, init, "Initialisation time", "ms per model (median ± IQR/2)")
-    draw_cost_vs_params(right, train, "Training-step time", "ms per step (median ± IQR/2)")
+
+def figure2(
+    adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str,
+    zero_loss: float | None = None, key: str = "test_loss",
+) -> plt.Figure:
+    """Left: loss curves (``key``: train_loss, val_loss or test_loss); middle: init time vs
+    parameters; right: step time vs parameters."""
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 5.0), gridspec_kw={"width_ratios": [1.15, 1, 1]})
+    seeds = draw_loss_curves(left, adapt, zero_loss, key)
+    band = "mean, 95% band" if seeds > 1 else "one seed"
+    left.set_title(f"{curve_label(key)[0].upper()}{curve_label(key)[1:]} ({band})")
+    draw_cost_vs_params(middle, init, "Initialisation time", "model")
+    draw_cost_vs_params(right, train, "Training-step time", "step")
     handles = {}
     for ax in (left, middle, right):
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 12), bbox_to_anchor=(0.5, -0.02))
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 12),
+               bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(f"Figure 2 — {subtitle}")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
-def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: str) -> None:
+def dodged(xs: list[float]) -> list[float]:
+    """``xs`` with the points that share an x spread symmetrically around it (log axis), so none
+    hides another."""
+    out = list(xs)
+    for x in set(xs):
+        same = [i for i, v in enumerate(xs) if v == x]
+        for j, i in enumerate(same):
+            out[i] = x * _DODGE ** (j - (len(same) - 1) / 2)
+    return out
+
+
+def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: str, ylabel: str) -> bool:
+    """Every point keyed by its method's colour and marker (points at equal x spread sideways),
+    the non-dominated ones joined and labelled. Returns whether any point was spread."""
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test MSE at the selected step (mean ± 95% CI)")
+    ax.set_ylabel(ylabel)
     if not points:
-        return mark_empty(ax)
-    for x, _, p in points:
+        mark_empty(ax)
+        return False
+    xs = dodged([x for x, _, _ in points])
+    for x, (_, _, p) in zip(xs, points):
         style = method_style(p.method)
-        ax.errorbar(x, p.mean, yerr=error_bars([p]), color=style["color"], marker=style["marker"], ms=7, capsize=3, label=style["label"], ls="none")
-    front = pareto_front([(x, y, p) for x, y, p in points])
+        ax.errorbar(x, p.mean, yerr=error_bars([p]), color=style["color"], marker=style["marker"], ms=7, capsize=3,
+                    label=style["label"], ls="none")
+    front = pareto_front([(x, y, p) for x, (_, y, p) in zip(xs, points)])
     ax.plot([f[0] for f in front], [f[1] for f in front], color="0.3", lw=1, ls="--", zorder=0, label="Pareto front")
-    for i, (x, y, p) in enumerate(front):  # alternate above / below: front points often crowd
-        ax.annotate(method_style(p.method)["label"], (x, y), textcoords="offset points", xytext=(5, 5 if i % 2 else -11), fontsize=8)
+    labelled = -np.inf
+    for i, (x, y, p) in enumerate(front):  # alternate above / below; where they crowd, the key names them
+        if np.log10(x) - labelled < _LABEL_SPACING:
+            continue
+        labelled = np.log10(x)
+        ax.annotate(method_style(p.method)["label"], (x, y), textcoords="offset points",
+                    xytext=(6, 5 if i % 2 else -11), fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    return xs != [x for x, _, _ in points]
 
 
-def pareto_figure(adapt: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str) -> plt.Figure:
-    """Test loss at the selected step against trainable parameters (left) and against step time
-    (right); the non-dominated methods joined by the Pareto front. Diverged runs are left out."""
-    quality = aggregate(adapt, lambda r: r["summary"]["test_loss"])
-    step_ms = {(p.method, p.rank): p.mean for p in timing_points(train)}
-    fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(12, 4.6))
-    _draw_front(by_params, [(p.params, p.mean, p) for p in quality], "trainable parameters")
+def pareto_figure(
+    adapt: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str, key: str = "test_loss"
+) -> plt.Figure:
+    """The quality ``key`` of each method against trainable parameters (left) and against step
+    time (right); the non-dominated methods joined by the Pareto front. Diverged runs are left out."""
+    quality = aggregate(adapt, lambda r: r["summary"][key])
+    step_ms = {(p.method, p.rank): p.median for p in timing_points(train)}
+    seeds = max((p.n for p in quality), default=0)
+    ylabel = f"{QUALITY_KEYS.get(key, key)} ({interval_wording(seeds)})"
+    fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(12, 4.8))
+    spread = _draw_front(by_params, [(p.params, p.mean, p) for p in quality], "trainable parameters", ylabel)
     by_params.set_title("Adaptability vs size")
     timed = [(step_ms[(p.method, p.rank)], p.mean, p) for p in quality if (p.method, p.rank) in step_ms]
-    _draw_front(by_time, timed, "training-step time (ms, median)")
+    spread |= _draw_front(by_time, timed, "training-step time (ms, median over rounds)", ylabel)
     by_time.set_title("Adaptability vs speed")
     handles = dict(zip(*reversed(by_params.get_legend_handles_labels())))
     fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"The trade-off — {subtitle}")
+    if spread:
+        fig.text(0.5, -0.01, f"points at equal x are drawn ×{_DODGE:g} apart so that none hides another",
+                 ha="center", fontsize=7, color="0.35")
     fig.tight_layout()
     return fig
+

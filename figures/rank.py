@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.records import aggregate, by_method, error_bars
-from figures.style import method_style
+from figures.style import interval_wording, method_style
 
 _PANELS = (
     # (value, reference level, title, the reference's label)
@@ -38,7 +38,8 @@ def _draw_panel(ax: plt.Axes, records: list[dict[str, Any]], key: str, reference
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("trainable parameters (each line: one method, rank growing to the right)")
-    ax.set_ylabel("test MSE (mean ± 95% CI)")
+    seeds = len({r["seed"] for r in records})
+    ax.set_ylabel(f"test MSE ({interval_wording(seeds)})")
     ax.set_title(title)
 
 

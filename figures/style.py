@@ -1,4 +1,6 @@
-"""One look for every figure: a colour and a marker per method, kept across all figures."""
+"""One look for every figure: a fixed colour and marker per method, kept across all figures and
+unchanged when a method is registered or removed; labels in mathtext; plain tick labels on log
+axes that span less than a decade."""
 
 from __future__ import annotations
 
@@ -9,26 +11,58 @@ import matplotlib
 matplotlib.use("Agg")  # figures are files; never need a display
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 import adapters  # noqa: E402
 
-_MARKERS = "osD^v<>ph*XP8"
-_FULL_COLOUR = "black"
-
-
 def method_style(name: str) -> dict[str, str]:
-    """Colour, marker and display label of a registered method, stable across figures."""
-    order = [n for n in adapters.names() if n != "full"]
-    if name == "full":
-        return {"color": _FULL_COLOUR, "marker": "s", "label": adapters.get(name).label}
-    i = order.index(name)
-    colour = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")(i % (10 if len(order) <= 10 else 20))
-    return {"color": matplotlib.colors.to_hex(colour), "marker": _MARKERS[i % len(_MARKERS)], "label": adapters.get(name).label}
+    """Colour, marker and display label (mathtext) of a registered method: what its own file
+    declares (adapters/<method>.py), so no method's look depends on which others are registered."""
+    spec = adapters.get(name)
+    return {"color": spec.color, "marker": spec.marker, "label": spec.tex_label}
+
+
+def interval_wording(n: int) -> str:
+    """What the intervals drawn over ``n`` seeds are: "mean ± 95% CI", or none for one seed."""
+    return "mean ± 95% CI" if n > 1 else "one seed, no interval"
 
 
 def mark_empty(ax: plt.Axes, why: str = "no finite runs to show") -> None:
     """Say so on an axes that has nothing to draw (every run diverged, or none was timed)."""
     ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="firebrick")
+
+
+class _PlainUnderADecade(ticker.Formatter):
+    """A log axis's labels as plain numbers ("0.04", "2") when the axis spans less than a decade,
+    where the default writes "4×10⁻²"; the ticks labelled are the default's own."""
+
+    def __init__(self, inner: ticker.Formatter):
+        self.inner = inner
+
+    def set_axis(self, axis) -> None:  # noqa: ANN001 (matplotlib's Axis)
+        super().set_axis(axis)
+        self.inner.set_axis(axis)
+
+    def set_locs(self, locs) -> None:  # noqa: ANN001
+        super().set_locs(locs)
+        self.inner.set_locs(locs)
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        text = self.inner(x, pos)
+        low, high = sorted(self.axis.get_view_interval())
+        return f"{x:g}" if text and low > 0 and high / low < 10 else text
+
+
+def plain_log_ticks(fig: plt.Figure) -> None:
+    """Install :class:`_PlainUnderADecade` on every log axis of ``fig``."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                for which in ("major", "minor"):
+                    current = axis.get_major_formatter() if which == "major" else axis.get_minor_formatter()
+                    if not isinstance(current, _PlainUnderADecade):
+                        setter = axis.set_major_formatter if which == "major" else axis.set_minor_formatter
+                        setter(_PlainUnderADecade(current))
 
 
 def apply_rc() -> None:
@@ -50,6 +84,7 @@ def save(fig: plt.Figure, stem: str | Path, note: str | None = None) -> list[Pat
     """Write ``stem``.png and ``stem``.pdf, with ``note`` as a footnote; return both paths."""
     if note:
         fig.text(0.01, -0.01, note, fontsize=7, color="firebrick", ha="left", va="top", wrap=True)
+    plain_log_ticks(fig)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]

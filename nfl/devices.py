@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, Union
 
 import torch
@@ -98,8 +99,17 @@ class HostClock:
         return _HostEvent()
 
 
-def cpu_name() -> str:
-    """The processor's name as ``platform`` reports it."""
+def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The processor's model, e.g. "AMD EPYC 7763 64-Core Processor": the first "model name" of
+    ``cpuinfo`` (Linux), else what ``platform`` reports (often only the architecture)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return " ".join(value.split())
     return platform.processor() or platform.machine()
 
 

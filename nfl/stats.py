@@ -17,3 +17,12 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95, axis
         return mean, np.zeros_like(mean)
     half = stats.sem(values, axis=axis) * stats.t.ppf((1 + confidence) / 2, n - 1)
     return mean, half
+
+
+def format_mean_ci(values: Sequence[float], digits: int = 4) -> str:
+    """``mean ± half-width`` of the 95% interval; one value prints as ``value (n = 1)``, never
+    with a "± 0" that would claim a certainty one run cannot give."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f} (n = 1)"
+    mean, half = mean_ci(values)
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"

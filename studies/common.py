@@ -13,8 +13,8 @@ import torch
 import adapters
 from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv
 from nfl.results import ResultStore, environment
-from nfl.stats import mean_ci
 from nfl.seeds import Run
+from nfl.stats import format_mean_ci, mean_ci
 from nfl.sweep import Cell, SweepInterrupted, run_cells
 from nfl.tasks import TaskData, make_task_data
 from nfl.threads import default_threads
@@ -236,6 +236,5 @@ def quality_cell(summaries: list[dict[str, Any]], key: str, digits: int = 4) -> 
     diverged = [s["diverged_at"] for s in summaries if s.get("diverged_at") is not None]
     if not values:
         return f"diverged (step {min(diverged)})"
-    mean, half = mean_ci(values)
-    text = f"{mean:.{digits}f} ± {half:.{digits}f}"
+    text = format_mean_ci(values, digits)
     return text + (f" ({len(diverged)} diverged)" if diverged else "")

@@ -1,65 +1,179 @@
 """Initialisation time against trainable parameters: every method at ranks 1 ... 64.
 
 Times everything a method does from a fresh pretrained layer on the device to a ready adapter
-(argument checks, SVDs, random projections, copies), device synchronised; median and IQR.
+(argument checks, SVDs, random projections, copies), in interleaved rounds (nfl.rounds). This
+module also holds what both timing studies share: settings, the rounds, the table and checks.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
 
 import adapters
 from figures.efficiency import cost_figure
 from figures.style import save
 from nfl.model import target_layer_names
-from nfl.sweep import Cell
-from nfl.timing import TimingOptions, time_init
+from nfl.devices import cpu_name
+from nfl.results import ResultStore, environment
+from nfl.rounds import NOISY_IQR_FRACTION, clock_label, format_ms, noisy_line, run_rounds
+from nfl.sweep import Cell, SweepInterrupted
+from nfl.timing import CLOCK_LABELS, BlockTimer, clock_for, prepared_init
 from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
 
-
-def timing_options(setup: StudySetup) -> TimingOptions:
-    threads = setup.args.threads
-    if setup.quick:
-        return TimingOptions(repeats=15, warmup=2, num_threads=threads, autorange=False)
-    return TimingOptions(min_run_time=0.05, max_run_time=0.25, repeats=30, warmup=3, num_threads=threads)
+LOADED = 1.2  # wall / CPU time above this (median over cells): the machine was busy
+# Many short rounds rather than few long ones: on a loaded machine a cell's time drifts over
+# seconds, and each round's median is one more independent sample of that drift.
+FULL_ROUNDS, QUICK_ROUNDS = 61, 41  # measured: a round of ~70 cells costs ~2 s on 2 loaded cores
 
 
-def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
+def threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """How a timing study measures: rounds, the block each round times, threads and clock."""
+
+    rounds: int
+    warmup: int
+    block_s: float  # a block lasts at least this long on the clock (seconds)
+    threads: int
+    clock: str
+    device_name: str
+    quick: bool
+
+    def measurement(self) -> str:
+        """The part of a cell's identity that changes its numbers (rounds excepted: each round is
+        stored apart, so a resumed run may ask for more)."""
+        mode = "quick" if self.quick else "full"
+        return f"{mode}, {threads(self.threads)}, {self.clock}, block >= {1e3 * self.block_s:g} ms, {self.device_name}"
+
+
+def timing_settings(setup: StudySetup) -> TimingSettings:
+    """One CPU thread unless ``--threads`` (these models are far too small to share out);
+    ``--quick`` takes fewer, shorter rounds."""
+    on_cpu = setup.device.type == "cpu"
+    threads = (setup.args.threads or 1) if on_cpu else torch.get_num_threads()
+    rounds = vars(setup.args).get("rounds") or (QUICK_ROUNDS if setup.quick else FULL_ROUNDS)
+    name = cpu_name() if on_cpu else torch.cuda.get_device_name(setup.device)
+    block = 0.002 if setup.quick else 0.005
+    clock = clock_for(setup.device, threads)
+    return TimingSettings(rounds, 2 if setup.quick else 3, block, threads, clock, name, setup.quick)
+
+
+def run_timed(
+    setup: StudySetup, study: str, plan: dict | None, prepare: Callable[[Cell], tuple[Callable[[], Any], dict]]
+) -> list[dict[str, Any]]:
+    """Time the cells of ``study`` in interleaved rounds into ``<out>/<study>.jsonl``.
+
+    ``prepare(cell)`` returns the callable to time and the record fields beside the timing; it
+    runs once per cell, at the cell's first block. Exits 130 with a resume hint if stopped.
+    """
+    settings = timing_settings(setup)
+    cells = [dataclasses.replace(c, measurement=settings.measurement())
+             for c in setup.cells(study, setup.seeds[:1], plan)]
+    env, config = environment(setup.device), setup.config.to_dict()
+    env["cpu_threads"] = settings.threads  # the threads the timings ran with, not the study's
+    timers: dict[Cell, tuple[BlockTimer, dict]] = {}
+
+    def measure_once(cell: Cell) -> dict[str, Any]:
+        if cell not in timers:
+            fn, fields = prepare(cell)
+            timer = BlockTimer(fn, setup.device, settings.threads, warmup=settings.warmup, target_s=settings.block_s)
+            timers[cell] = timer, fields
+        timer, fields = timers[cell]
+        block = timer()
+        return {**fields, "block": block, "command": setup.command(), "rerun": setup.rerun_command(cell),
+                "config": config, "env": env}
+
+    store = ResultStore(setup.out / f"{study}.jsonl")
+    try:
+        records = run_rounds(cells, measure_once, store, rounds=settings.rounds, seed=setup.config.seed,
+                             resume=setup.args.resume, desc=study)
+    except SweepInterrupted as stop:
+        print(f"{stop} (one per cell and round); resume with: {setup.command(resume=True)}", file=sys.stderr)
+        raise SystemExit(130) from None
+    for record in records:
+        record["timing"].update(num_threads=settings.threads, device_name=settings.device_name)
+    return records
+
+
+def prepare(setup: StudySetup, cell: Cell) -> tuple[Callable[[], Any], dict]:
     _, pretrained, _ = setup.pretrained(cell.seed)
-    layers = [pretrained.get_submodule(n) for n in adapters.trained_layer_names(pretrained, cell.method, target_layer_names(setup.config.targets))]
-    timing = time_init(cell.method, layers, cell.rank, setup.device, seed=cell.seed, options=timing_options(setup))
+    names = adapters.trained_layer_names(pretrained, cell.method, target_layer_names(setup.config.targets))
+    layers = [pretrained.get_submodule(n) for n in names]
     params = adapters.get(cell.method).expected_params([(m.out_features, m.in_features) for m in layers], cell.rank)
-    return {"timing": timing.to_dict(), "summary": {"trainable_params": params, "init_ms": 1e3 * timing.median_s}}
+    fn = prepared_init(cell.method, layers, cell.rank, setup.device, seed=cell.seed)
+    return fn, {"summary": {"trainable_params": params}}
 
 
 def run(setup: StudySetup, plan: dict | None = None) -> list[dict[str, Any]]:
     """Every adapter method over the ranks (full fine-tuning initialises nothing and is left out)."""
-    plan = {m: r for m, r in (setup.method_ranks if plan is None else plan).items() if adapters.get(m).adapter is not None}
-    return setup.run("init_time", lambda cell: compute(setup, cell), setup.cells("init_time", setup.seeds[:1], plan))
+    plan = setup.method_ranks if plan is None else plan
+    plan = {m: r for m, r in plan.items() if adapters.get(m).adapter is not None}
+    return run_timed(setup, "init_time", plan, lambda cell: prepare(setup, cell))
 
 
-def summary(records: list[dict[str, Any]], key: str) -> str:
+def summary(records: list[dict[str, Any]], column: str) -> str:
+    """The table: median [quartiles] over rounds on the clock, and the wall clock's median."""
+    clock = clock_label(records)
     rows = [
-        {"method": adapters.get(r["method"]).label, "rank": "-" if r["rank"] is None else r["rank"], "params": f"{r['summary']['trainable_params']:,}",
-         key: f"{1e3 * r['timing']['median_s']:.3f} (IQR {1e3 * r['timing']['iqr_s']:.3f})"}
+        {"method": adapters.get(r["method"]).label, "rank": "-" if r["rank"] is None else r["rank"],
+         "params": f"{r['summary']['trainable_params']:,}", f"{column}, {clock}": format_ms(r["timing"]),
+         "wall ms": f"{1e3 * r['timing']['wall_median_s']:.3f}"}
         for r in records
     ]
-    return format_table(rows, ["method", "rank", "params", key])
+    return format_table(rows, ["method", "rank", "params", f"{column}, {clock}", "wall ms"])
 
 
-def timing_main(argv: Sequence[str] | None, study: str, description: str, run, title: str, ylabel: str, column: str) -> None:
-    """The command line shared by the timing studies: sweep, figure, table."""
+def checks(records: list[dict[str, Any]]) -> list[str]:
+    """What the timings can and cannot be trusted for: how they were taken, load, noise."""
+    t = records[0]["timing"]
+    lines = [
+        f"timings: ms per call, median [quartiles] over {t['rounds']} interleaved rounds, {clock_label(records)}, "
+        f"{threads(t['num_threads'])}, {t['device_name']}; * = noisy (IQR > {NOISY_IQR_FRACTION:.0%} of the median)"
+    ]
+    if t["clock"] == "wall" and t["num_threads"] > 1:
+        lines.append(f"cannot measure: the thread's CPU time with {t['num_threads']} threads (their work runs on other "
+                     "threads); wall time used, which other processes inflate -- --threads 1 avoids this")
+    if t["clock"] == "thread_cpu":
+        load = float(np.median([r["timing"]["wall_median_s"] / r["timing"]["median_s"] for r in records]))
+        if load > LOADED:
+            lines.append(f"load: wall time was {load:.1f}x the thread CPU time (median over cells): other processes "
+                         f"held the cores; the {CLOCK_LABELS['thread_cpu']} is what a step costs, wall what you waited")
+    return lines
+
+
+def timing_main(
+    argv: Sequence[str] | None, study: str, description: str, run: Callable[[StudySetup], list[dict]], title: str,
+    column: str, unit: str, extra_checks: Callable[[list[dict]], list[str]] = lambda records: [],
+) -> None:
+    """The command line shared by the timing studies: rounds, figure, table, checks, noise."""
     parser = study_parser(study, description, ranks_help=",".join(map(str, SWEEP_RANKS)))
+    parser.add_argument("--rounds", type=int, default=None,
+                        help=f"interleaved rounds, each timing every cell once "
+                             f"(default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick)")
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+    if setup.args.rounds is not None and setup.args.rounds < 1:
+        parser.error(f"--rounds must be a positive integer, got {setup.args.rounds}")
     records = run(setup)
-    subtitle = f"{records[0]['env']['device_name']}, {records[0]['timing']['num_threads']} thread(s), width {setup.config.model.width}"
-    paths = save(cost_figure(records, title, ylabel, subtitle), setup.out / study)
+    t = records[0]["timing"]
+    subtitle = f"{t['device_name']}, {threads(t['num_threads'])}, width {setup.config.model.width}"
+    paths = save(cost_figure(records, title, unit, subtitle), setup.out / study)
     print(summary(records, column))
+    print("\n".join(["", *checks(records), *extra_checks(records)]))
     print(f"\nrecords: {setup.out / f'{study}.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
+    print(noisy_line(records, t["num_threads"]))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    timing_main(argv, "init_time", __doc__.splitlines()[0], run, "Initialisation time", "init time per model (ms, median ± IQR/2)", "init ms")
+    timing_main(argv, "init_time", __doc__.splitlines()[0], run, "Initialisation time", "init ms", "model")
 
 
 if __name__ == "__main__":

@@ -1,50 +1,74 @@
 """Time of one training step against trainable parameters: every method at ranks 1 ... 64.
 
 One full optimisation step (zero_grad, forward, loss with regularisers, backward, Adam step,
-on_step hooks) after warm-up, median and IQR; beside it the bytes of trainable parameters,
-gradients and Adam state, and on CUDA the measured peak memory of a step.
+on_step hooks) after warm-up, in interleaved rounds (nfl.rounds); beside it the bytes of
+trainable parameters, gradients and Adam state, and on CUDA the measured peak memory of a step.
+The summary checks the measurement itself: LoRA and PiSSA take the identical step at equal rank.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from nfl.memory import training_memory
 from nfl.params import count_trainable
 from nfl.sweep import Cell
-from nfl.timing import time_train_step, train_step_peak_bytes
-from nfl.training import prepare
+from nfl.timing import prepared_train_step, train_step_peak_bytes
+from nfl.training import prepare as attach_copy
 from studies.common import StudySetup
-from studies.init_time import timing_main, timing_options
+from studies.init_time import run_timed, timing_main
+
+SANITY_PAIR = ("lora", "pissa")  # same shapes, same operations in a step: their ratio should be 1
+SANITY_RANGE = (0.9, 1.1)
 
 
-def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
+def prepare(setup: StudySetup, cell: Cell) -> tuple[Callable[[], Any], dict]:
     cfg = setup.config
     data, pretrained, _ = setup.pretrained(cell.seed)
-
-    def fresh() -> tuple:
-        return prepare(pretrained, cell.method, cfg, cell.rank, cell.seed)
-
-    model, hooks = fresh()
-    memory = training_memory(model).to_dict()
     steps = {"step": cfg.train.adapt_epochs // 2, "total_steps": cfg.train.adapt_epochs}
-    timing = time_train_step(model, hooks, data.shifted, cfg.train.lr, setup.device, options=timing_options(setup), **steps)
+    model, hooks = attach_copy(pretrained, cell.method, cfg, cell.rank, cell.seed)
+    memory = training_memory(model).to_dict()
     # Only CUDA reports a measured peak; on the CPU it is "unavailable", so build nothing for it.
-    peak = train_step_peak_bytes(*fresh(), data.shifted, cfg.train.lr, setup.device, **steps) if setup.device.type == "cuda" else None
-    params = count_trainable(model)
-    return {
-        "timing": timing.to_dict(),
-        "memory": {**memory, "measured_peak": peak},
-        "summary": {"trainable_params": params, "step_ms": 1e3 * timing.median_s, "memory_bytes": memory["total"]},
-    }
+    peak = None
+    if setup.device.type == "cuda":
+        peak = train_step_peak_bytes(*attach_copy(pretrained, cell.method, cfg, cell.rank, cell.seed), data.shifted,
+                                     cfg.train.lr, setup.device, **steps)
+    fn = prepared_train_step(model, hooks, data.shifted, cfg.train.lr, setup.device, **steps)
+    fields = {"memory": {**memory, "measured_peak": peak},
+              "summary": {"trainable_params": count_trainable(model), "memory_bytes": memory["total"]}}
+    return fn, fields
 
 
 def run(setup: StudySetup, plan: dict | None = None) -> list[dict[str, Any]]:
-    return setup.run("train_time", lambda cell: compute(setup, cell), setup.cells("train_time", setup.seeds[:1], plan))
+    return run_timed(setup, "train_time", plan, lambda cell: prepare(setup, cell))
+
+
+def sanity_ratios(records: list[dict[str, Any]]) -> dict[int, float]:
+    """rank -> LoRA's median step time over PiSSA's, at every rank both were timed."""
+    medians = {(r["method"], r["rank"]): r["timing"]["median_s"] for r in records}
+    a, b = SANITY_PAIR
+    return {rank: medians[(a, rank)] / medians[(b, rank)] for (m, rank) in medians if m == a and (b, rank) in medians}
+
+
+def checks(records: list[dict[str, Any]]) -> list[str]:
+    """The sanity pair, and what the CPU cannot measure."""
+    lines = []
+    ratios = sanity_ratios(records)
+    if ratios:
+        low, high = SANITY_RANGE
+        outside = [r for r, v in ratios.items() if not low <= v <= high]
+        off = ", ".join(map(str, outside))
+        verdict = f"OUTSIDE at r={off}: the measurement is off;" if outside else "all within"
+        text = ", ".join(f"r={r} {v:.3f}" for r, v in sorted(ratios.items()))
+        lines.append(f"sanity: LoRA/PiSSA step time at equal rank (identical math): {text} -- {verdict} {low}-{high}")
+    if any(r["memory"]["measured_peak"] is None for r in records):
+        lines.append("cannot measure: a step's peak memory on the CPU (torch keeps no CPU allocator statistics); "
+                     "the memory column is computed from parameters, gradients and Adam state")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    timing_main(argv, "train_time", __doc__.splitlines()[0], run, "Training-step time", "time per step (ms, median ± IQR/2)", "step ms")
+    timing_main(argv, "train_time", __doc__.splitlines()[0], run, "Training-step time", "step ms", "step", checks)
 
 
 if __name__ == "__main__":

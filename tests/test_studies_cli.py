@@ -32,24 +32,26 @@ def test_grad_norm_sweeps_ranks(tmp_path: Path) -> None:
 
 
 def test_init_time_leaves_out_full_fine_tuning_and_times_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    init_time.main([*TINY, "--methods", "full,pissa", "--ranks", "1,2,16", "--out", str(tmp_path)])
-    records = read(tmp_path / "init_time.jsonl")
-    assert [(r["method"], r["rank"]) for r in records] == [("pissa", 1), ("pissa", 2)]
-    assert all(r["timing"]["median_s"] > 0 and r["timing"]["iqr_s"] >= 0 for r in records)
+    init_time.main([*TINY, "--methods", "full,pissa", "--ranks", "1,2,16", "--rounds", "2", "--out", str(tmp_path)])
+    rounds = read(tmp_path / "init_time.jsonl")  # one record per cell and round
+    assert sorted((r["method"], r["rank"], r["round"]) for r in rounds) == [("pissa", q, k) for q in (1, 2) for k in (0, 1)]
+    assert all(r["block"]["seconds"] > 0 and r["block"]["clock"] == "thread_cpu" for r in rounds)
+    records = rounds[:2]
     assert [r["summary"]["trainable_params"] for r in records] == [16, 32]
     assert "skipping pissa at rank 16: PiSSA needs 1 <= rank <= min(out, in) = 8, got 16" in capsys.readouterr().err
     assert_figure(tmp_path / "init_time")
 
 
 def test_train_time_records_time_and_memory(tmp_path: Path) -> None:
-    train_time.main([*TINY, "--methods", "full,lora", "--ranks", "2", "--device", "cpu", "--threads", "1", "--out", str(tmp_path)])
+    argv = [*TINY, "--methods", "full,lora", "--ranks", "2", "--device", "cpu", "--threads", "1", "--rounds", "2"]
+    train_time.main([*argv, "--out", str(tmp_path)])
     records = read(tmp_path / "train_time.jsonl")
-    assert [(r["method"], r["rank"]) for r in records] == [("full", None), ("lora", 2)]
-    lora = records[1]
+    assert sorted((r["method"], r["round"]) for r in records) == [("full", 0), ("full", 1), ("lora", 0), ("lora", 1)]
+    lora = next(r for r in records if r["method"] == "lora")
     # LoRA r=2 on 8x8: 32 float32 parameters -> 128 B each for params and grads, 256 B Adam moments + 2 steps.
     assert lora["memory"]["parameters"] == 128 and lora["memory"]["total"] == 128 * 4 + 2 * 4
     assert lora["memory"]["measured_peak"] is None  # the CPU has no allocator statistics
-    assert lora["timing"]["median_s"] > 0 and lora["timing"]["num_threads"] == 1
+    assert lora["block"]["seconds"] > 0 and lora["env"]["cpu_threads"] == 1
     assert_figure(tmp_path / "train_time")
 
 

@@ -1,19 +1,30 @@
-"""The timing API: the CPU back end, the CUDA back end's logic on a fake device, the conveniences.
+"""The timing API: clocks, the CPU back end, the CUDA back end's logic on a fake device, blocks,
+interleaved rounds (order, resumption, aggregation), the noise rule and how timings are printed.
 
-Only structural properties are asserted: the machine is shared and noisy, so no timing targets.
+Only structural properties and orders of magnitude far beyond any noise are asserted: the machine
+is shared and noisy, so no timing targets.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import adapters
+from nfl.devices import cpu_name
+from nfl.results import ResultStore
+from nfl.rounds import NOISY_IQR_FRACTION, format_ms, is_noisy, noisy_line, round_order, run_rounds, summarise
+from nfl.stats import format_mean_ci
+from nfl.sweep import Cell, SweepInterrupted
 from nfl.tasks import Dataset
-from nfl.timing import Timing, TimingOptions, measure, prepared_train_step, time_init, time_train_step
+from nfl.timing import BlockTimer, Timing, TimingOptions, clock_for, measure, prepared_init, prepared_train_step
 from tests.conftest import TwoLayer
 
 FAST = TimingOptions(min_run_time=0.01, max_run_time=0.05, warmup=1, repeats=5, num_threads=1)
@@ -28,7 +39,7 @@ def test_cpu_backend_reports_a_positive_median_and_a_spread() -> None:
     timing = measure(matmul(16), "cpu", FAST)
     assert timing.median_s > 0 and timing.iqr_s >= 0
     assert timing.repeats >= 1 and timing.calls_per_repeat >= 1
-    assert timing.backend == "torch.utils.benchmark"
+    assert timing.backend == "torch.utils.benchmark" and timing.clock == "thread_cpu"
 
 
 def test_threads_are_passed_explicitly_recorded_and_restored() -> None:
@@ -39,6 +50,7 @@ def test_threads_are_passed_explicitly_recorded_and_restored() -> None:
     assert torch.get_num_threads() == before
     default = TimingOptions(min_run_time=0.01, max_run_time=0.05, warmup=0)
     assert measure(lambda: None, "cpu", default).num_threads == before
+    assert measure(lambda: None, "cpu", default).clock == ("thread_cpu" if before == 1 else "wall")
 
 
 def test_a_slower_callable_measures_slower() -> None:
@@ -127,11 +139,12 @@ def test_an_unknown_device_is_a_clear_error() -> None:
         measure(lambda: None, "meta", FAST)
 
 
-def test_time_init_times_build_and_leaves_the_layer_untouched() -> None:
+def test_prepared_init_builds_and_leaves_the_layer_untouched() -> None:
     layer = TwoLayer().layer1
     before = copy.deepcopy(layer.state_dict())
-    timing = time_init("lora", layer, 2, "cpu", options=FAST)
-    assert timing.median_s > 0
+    build = prepared_init("lora", layer, 2, "cpu")
+    assert measure(build, "cpu", FAST).median_s > 0
+    assert isinstance(build()[0], adapters.get("lora").adapter)
     assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items())
 
 
@@ -150,15 +163,145 @@ def test_train_step_is_warmed_up_and_calls_on_step_mid_schedule(monkeypatch: pyt
     assert hooks[0].lora_B.abs().sum() > 0, "the warm-up step must have updated the adapter"
 
 
-def test_time_train_step_reports_a_timing_of_the_step() -> None:
-    model = TwoLayer()
-    hooks = adapters.attach(model, "lora", "layer1", rank=2)
-    timing = time_train_step(model, hooks, tiny_data(), 1e-2, "cpu", options=FAST)
-    assert timing.median_s > 0 and timing.iqr_s >= 0 and timing.backend == "torch.utils.benchmark"
-
-
 def test_without_autorange_the_cpu_times_each_call_with_the_host_clock() -> None:
     calls = []
     timing = measure(lambda: calls.append(1), "cpu", TimingOptions(repeats=7, warmup=2, autorange=False))
     assert (timing.backend, timing.repeats, timing.calls_per_repeat, len(calls)) == ("host_clock", 7, 1, 9)
+    assert timing.clock == "wall"
     assert timing.median_s > 0 and timing.iqr_s >= 0
+
+
+# --- the thread-CPU clock and blocks -----------------------------------------------------------
+
+
+def spin(seconds: float):
+    """A callable that keeps the CPU busy for about ``seconds`` of wall time."""
+
+    def fn() -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    return fn
+
+
+def test_the_cpu_clock_measures_a_deliberately_slower_callable_as_slower() -> None:
+    # 0.2 ms against 4 ms of busy work: 20x, far beyond what load does to a thread's CPU time.
+    fast = BlockTimer(spin(0.0002), "cpu", 1, warmup=1, target_s=0.004)
+    slow = BlockTimer(spin(0.004), "cpu", 1, warmup=1, target_s=0.004)
+    assert fast.clock == slow.clock == "thread_cpu"
+    assert slow()["seconds"] > 3 * fast()["seconds"]
+
+
+def test_the_cpu_clock_does_not_count_waiting() -> None:
+    # Sleeping is what a descheduled thread does: wall time passes, the thread's CPU time does not.
+    block = BlockTimer(lambda: time.sleep(0.005), "cpu", 1, warmup=0, target_s=0.0, max_calls=1)()
+    assert block["wall_s"] >= 0.005 and block["seconds"] < 0.002 and block["calls"] == 1
+
+
+def test_several_threads_fall_back_to_the_wall_clock() -> None:
+    assert clock_for("cpu", 1) == "thread_cpu" and clock_for("cpu", 2) == "wall"
+    assert clock_for(FakeGpu(), 1) == "cuda_events"
+    assert BlockTimer(lambda: None, "cpu", 2, warmup=0, target_s=0.0)()["clock"] == "wall"
+
+
+def test_a_block_is_calibrated_past_its_target_and_times_whole_blocks_on_events() -> None:
+    gpu = FakeGpu()
+    timer = BlockTimer(lambda: gpu.work(0.001), gpu, 1, warmup=2, target_s=0.004)
+    assert timer.calls == 4  # 1, 2 calls fall short of 4 ms; 4 calls reach it
+    gpu.log.clear()
+    block = timer()
+    assert block["seconds"] == pytest.approx(0.001) and block["calls"] == 4 and block["clock"] == "cuda_events"
+    assert gpu.log == ["sync", "record", "fn", "fn", "fn", "fn", "record", "sync"]
+
+
+# --- interleaved rounds ------------------------------------------------------------------------
+
+
+def cells(n: int = 5) -> list[Cell]:
+    return [Cell("t", "lora", r, 0, 8, "cpu", "h", measurement="quick") for r in range(1, n + 1)]
+
+
+def fake_block(seconds: float) -> dict:
+    return {"clock": "thread_cpu", "seconds": seconds, "wall_s": 2 * seconds, "calls": 1}
+
+
+def recording(log: list[Cell]):
+    def measure_once(cell: Cell) -> dict:
+        log.append(cell)
+        return {"summary": {"trainable_params": cell.rank}, "block": fake_block(1e-3 * cell.rank)}
+
+    return measure_once
+
+
+def test_every_round_times_every_cell_once_in_a_seeded_shuffled_order(tmp_path: Path) -> None:
+    log: list[Cell] = []
+    records = run_rounds(cells(), recording(log), ResultStore(tmp_path / "s.jsonl"), rounds=4, seed=7)
+    per_round = [log[5 * r: 5 * r + 5] for r in range(4)]
+    assert all(sorted(c.rank for c in rnd) == [1, 2, 3, 4, 5] for rnd in per_round)
+    assert per_round == [round_order(cells(), 7, r) for r in range(4)]
+    assert len({tuple(c.rank for c in rnd) for rnd in per_round}) > 1, "the order changes from round to round"
+    assert round_order(cells(), 7, 0) == round_order(cells(), 7, 0) != round_order(cells(), 8, 0)
+    assert [r["rank"] for r in records] == [1, 2, 3, 4, 5] and all(r["timing"]["rounds"] == 4 for r in records)
+    assert len(ResultStore(tmp_path / "s.jsonl").records()) == 20  # one record per (cell, round)
+
+
+def test_a_stopped_sweep_resumes_without_losing_a_finished_round(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "s.jsonl")
+    log: list[Cell] = []
+    measure = recording(log)
+
+    def stop_in_round_three(cell: Cell) -> dict:
+        if len(log) == 12:  # the third cell of round 3: ask to stop, as Ctrl-C does
+            os.kill(os.getpid(), signal.SIGINT)
+        return measure(cell)
+
+    with pytest.raises(SweepInterrupted):
+        run_rounds(cells(), stop_in_round_three, store, rounds=4, seed=1)
+    assert len(store.records()) == 13  # rounds 1 and 2, and round 3 up to the stop
+    log.clear()
+    records = run_rounds(cells(), measure, store, rounds=4, seed=1, resume=True)
+    assert len(log) == 7  # the rest of round 3 and round 4, nothing measured twice
+    assert all(r["timing"]["rounds"] == 4 for r in records)
+    log.clear()
+    run_rounds(cells(), measure, store, rounds=6, seed=1, resume=True)
+    assert len(log) == 10, "asking for more rounds measures only the new ones"
+
+
+def test_aggregation_takes_median_and_quartiles_over_rounds() -> None:
+    timing = summarise([fake_block(s) for s in (1.0, 2.0, 3.0, 4.0, 100.0)])
+    assert (timing["median_s"], timing["q1_s"], timing["q3_s"], timing["iqr_s"]) == (3.0, 2.0, 4.0, 2.0)
+    assert timing["wall_median_s"] == 6.0 and timing["rounds"] == 5 and timing["clock"] == "thread_cpu"
+    with pytest.raises(ValueError, match="different clocks"):
+        summarise([fake_block(1.0), {**fake_block(1.0), "clock": "wall"}])
+
+
+def test_the_noise_rule_on_hand_made_timings() -> None:
+    steady = summarise([fake_block(s) for s in (1.00, 1.02, 0.98, 1.01, 0.99)])
+    bursty = summarise([fake_block(s) for s in (1.0, 1.0, 1.5, 2.0, 2.0)])  # IQR 1.0 against median 1.5
+    edge = {"median_s": 1.0, "iqr_s": NOISY_IQR_FRACTION}  # exactly at the fraction: not noisy
+    assert not steady["noisy"] and bursty["noisy"] and not is_noisy(edge)
+    records = [{"method": "lora", "rank": 1, "timing": steady}, {"method": "pissa", "rank": 2, "timing": bursty}]
+    line = noisy_line(records, threads=2)
+    assert "1 of 2 cells: pissa r=2" in line and "lora" not in line and "one thread" in line
+    assert "one thread" not in noisy_line(records, threads=1)
+    assert noisy_line(records[:1], 1).startswith("noise: no cell")
+    assert format_ms(bursty).endswith(" *") and not format_ms(steady).endswith("*")
+
+
+def test_one_round_prints_n_equals_1_and_no_interval() -> None:
+    single = summarise([fake_block(0.0004)])
+    assert format_ms(single) == "0.400 (n = 1)"
+    assert format_ms(summarise([fake_block(0.001), fake_block(0.002), fake_block(0.003)])) == "2.000 [1.500, 2.500] *"
+
+
+def test_the_cpu_is_named_by_its_model(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC  7763 64-Core Processor\n")
+    assert cpu_name(info) == "AMD EPYC 7763 64-Core Processor"
+    assert cpu_name(tmp_path / "missing")  # falls back to platform's name, never empty
+
+
+def test_one_seed_prints_n_equals_1_never_plus_or_minus_zero() -> None:
+    assert format_mean_ci([0.04213]) == "0.0421 (n = 1)"
+    assert format_mean_ci([1.0, 2.0, 3.0], digits=2) == "2.00 ± 2.48"

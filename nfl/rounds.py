@@ -1,0 +1,124 @@
+"""Timing in interleaved rounds: a busy machine slows every cell alike instead of whichever is
+being timed when the load arrives.
+
+Each round times every (method, rank) cell once, as one block of calls, in an order shuffled
+from (seed, round); a cell's timing is the median and quartiles of its blocks over the rounds.
+The store holds one record per (cell, round) -- the round is part of the cell's ``measurement``
+-- written as it is measured, so a stopped sweep loses at most the block being timed and
+``--resume`` continues where it stopped. :func:`aggregate` turns the per-round records back
+into one record per cell when reading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from nfl.results import ResultStore
+from nfl.sweep import Cell, record_key, run_cells
+from nfl.timing import CLOCK_LABELS, quartiles
+
+NOISY_IQR_FRACTION = 0.25  # a timing whose IQR exceeds this fraction of its median is marked noisy
+NOISE_HELP = "more rounds (--rounds), a quieter machine"
+
+
+def round_cell(cell: Cell, round_index: int) -> Cell:
+    """The identity of ``cell``'s measurement in round ``round_index`` (0-based)."""
+    return dataclasses.replace(cell, measurement=f"{cell.measurement}, round {round_index}")
+
+
+def round_order(cells: Sequence[Cell], seed: int, round_index: int) -> list[Cell]:
+    """``cells`` in the order of round ``round_index``: a permutation drawn from (seed, round),
+    the same on every run, different from round to round."""
+    permutation = np.random.default_rng([seed, round_index]).permutation(len(cells))
+    return [cells[i] for i in permutation]
+
+
+def run_rounds(
+    cells: Sequence[Cell], measure_once: Callable[[Cell], dict[str, Any]], store: ResultStore, *, rounds: int,
+    seed: int, resume: bool = False, desc: str = "timing",
+) -> list[dict[str, Any]]:
+    """Measure every cell once per round for ``rounds`` rounds, appending one record per (cell,
+    round); return one aggregated record per cell, in the order of ``cells``.
+
+    ``measure_once(cell)`` returns a record whose ``block`` is one block of the timer (see
+    :class:`nfl.timing.BlockTimer`). Rounds already in the store are kept with ``resume``;
+    without it, an existing store is set aside by the first round as :func:`run_cells` does.
+    A stop request ends the sweep after the current block (:class:`nfl.sweep.SweepInterrupted`).
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    for r in range(rounds):
+        base = {round_cell(c, r): c for c in round_order(cells, seed, r)}
+        run_cells(list(base), lambda rc, r=r: {"round": r, **measure_once(base[rc])}, store, resume or r > 0,
+                  desc=f"{desc}, round {r + 1}/{rounds}")
+    return aggregate(cells, store.records(), rounds)
+
+
+def aggregate(cells: Sequence[Cell], records: Sequence[dict[str, Any]], rounds: int) -> list[dict[str, Any]]:
+    """One record per cell of ``cells`` that has at least one of rounds 0 ... ``rounds`` - 1 in
+    ``records``: the first round's record, its ``block`` replaced by the ``timing`` over all of
+    its rounds (see :func:`summarise`)."""
+    found = {record_key(r): r for r in records}
+    out = []
+    for cell in cells:
+        measured = [found[k] for k in (round_cell(cell, r).key() for r in range(rounds)) if k in found]
+        if not measured:
+            continue
+        first = {k: v for k, v in measured[0].items() if k not in ("block", "round")}
+        out.append({**first, **cell.to_dict(), "timing": summarise([m["block"] for m in measured])})
+    return out
+
+
+def summarise(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Median and quartiles over rounds of the blocks' seconds per call, on their clock and on the
+    wall clock, and whether the spread makes the timing noise (:func:`is_noisy`)."""
+    clocks = {b["clock"] for b in blocks}
+    if len(clocks) != 1:
+        raise ValueError(f"the rounds of one cell were measured on different clocks: {sorted(clocks)}")
+    q1, median, q3 = quartiles([b["seconds"] for b in blocks])
+    w1, wall, w3 = quartiles([b["wall_s"] for b in blocks])
+    timing = {
+        "clock": clocks.pop(), "median_s": median, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1,
+        "wall_median_s": wall, "wall_iqr_s": w3 - w1, "rounds": len(blocks),
+        "calls_per_round": [b["calls"] for b in blocks],
+    }
+    return {**timing, "noisy": is_noisy(timing)}
+
+
+def is_noisy(timing: dict[str, Any], fraction: float = NOISY_IQR_FRACTION) -> bool:
+    """True when the interquartile range over rounds exceeds ``fraction`` of the median."""
+    return timing["iqr_s"] > fraction * timing["median_s"]
+
+
+def format_ms(timing: dict[str, Any], digits: int = 3) -> str:
+    """``median [q1, q3]`` in ms, a trailing ``*`` when noisy; with one round ``median (n = 1)``."""
+    median = f"{1e3 * timing['median_s']:.{digits}f}"
+    if timing["rounds"] == 1:
+        return f"{median} (n = 1)"
+    text = f"{median} [{1e3 * timing['q1_s']:.{digits}f}, {1e3 * timing['q3_s']:.{digits}f}]"
+    return text + (" *" if timing["noisy"] else "")
+
+
+def clock_label(records: Sequence[dict[str, Any]]) -> str:
+    """The clock the timings were taken on, in words ("thread CPU time")."""
+    clocks = sorted({r["timing"]["clock"] for r in records})
+    return " / ".join(CLOCK_LABELS.get(c, c) for c in clocks)
+
+
+def noisy_line(records: Sequence[dict[str, Any]], threads: int) -> str:
+    """One line naming the noisy cells (ranks grouped by method) and what helps, or saying that
+    none is."""
+    noisy: dict[str, list[str]] = {}
+    for r in records:
+        if r["timing"]["noisy"]:
+            noisy.setdefault(r["method"], []).append("-" if r["rank"] is None else str(r["rank"]))
+    rule = f"IQR over rounds > {NOISY_IQR_FRACTION:.0%} of the median"
+    if not noisy:
+        return f"noise: no cell has {rule}"
+    cells = "; ".join(f"{method} r={','.join(ranks)}" for method, ranks in noisy.items())
+    helps = ("one thread (--threads 1), " if threads > 1 else "") + NOISE_HELP
+    count = sum(map(len, noisy.values()))
+    return f"noisy ({rule}, marked *): {count} of {len(records)} cells: {cells} -- what helps: {helps}"
