@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import adapters
 from figures.curves import loss_curves_figure
 from nfl.results import ResultStore
 from nfl.sweep import Cell, SweepInterrupted, run_cells
