@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import shlex
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from nfl.config import ExperimentConfig, add_config_arguments, config_from_args,
 from nfl.model import target_layer_names
 from nfl.results import ResultStore, environment
 from nfl.stats import mean_ci
-from nfl.sweep import Cell, SweepInterrupted, run_cells
+from nfl.sweep import Backend, Cell, LocalBackend, SweepInterrupted, run_groups
 from nfl.tasks import TaskData, make_task_data
 from nfl.training import History, pretrain
 
@@ -34,6 +35,8 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
     parser.add_argument("--quick", action="store_true", help="one seed and fewer timing repeats, same outputs")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: torch's, i.e. the cores); recorded in every record's environment")
     parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local", help="where cells run: in this process (local) or as Ray tasks (ray; needs the ray extra)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS", help="with --backend ray: the cluster to join (ray start --head prints it; default: start a local Ray)")
     add_config_arguments(parser)
     return parser
 
@@ -73,6 +76,21 @@ def parse_ranks(text: str | None) -> list[int] | None:
     return list(dict.fromkeys(ranks))
 
 
+def make_backend(name: str, address: str | None) -> Backend:
+    """The back end ``--backend`` names; Ray is imported only when it is asked for."""
+    if name == "local":
+        if address is not None:
+            raise ValueError("--ray-address needs --backend ray")
+        return LocalBackend()
+    try:
+        from nfl.ray_backend import RayBackend
+    except ImportError as error:
+        raise ValueError(f'--backend ray needs Ray ({error}): pip install -e ".[ray]"') from None
+    backend = RayBackend(address)
+    backend.connect()
+    return backend
+
+
 class StudySetup:
     """The parsed and validated command line of a study: bad input exits 2 before any work."""
 
@@ -94,6 +112,7 @@ class StudySetup:
                 raise ValueError(f"--out {self.out} is a file, not a directory")
             self._strict = args.ranks is not None and len(self.ranks) == 1
             self.method_ranks = self.plan(self.ranks)
+            self.backend = make_backend(args.backend, args.ray_address)
         except ValueError as error:
             parser.error(str(error))  # one line on stderr, exit status 2
         self.args = args
@@ -157,12 +176,25 @@ class StudySetup:
         return self._pretrained[seed]
 
     def run(self, study: str, compute: Callable[[Cell], dict[str, Any]], cells: list[Cell] | None = None) -> list[dict[str, Any]]:
-        """Run ``cells`` (default: all of ``study``) into ``<out>/<study>.jsonl``; every record also
-        gets the config and the environment. Exits 130 with a resume hint if interrupted."""
-        env, config = environment(self.device), self.config.to_dict()
+        """Run ``cells`` (default: all of ``study``) into ``<out>/<study>.jsonl``, one group per method
+        and rank; every record also gets the config and the environment it was computed in (a Ray
+        worker's node, not the driver's). Exits 130 with a resume hint if interrupted."""
+        cells = cells if cells is not None else self.cells(study)
+        config, command, threads = self.config.to_dict(), self.command(), self.args.threads
+
+        def compute_group(group: list[Cell]) -> list[dict[str, Any]]:
+            if threads is not None:  # a Ray worker starts with its own thread count
+                torch.set_num_threads(threads)
+            env = environment(self.device)
+            return [{**compute(c), "command": command, "rerun": self.rerun_command(c), "config": config, "env": env} for c in group]
+
+        if not isinstance(self.backend, LocalBackend):
+            for seed in sorted({c.seed for c in cells}):
+                self.pretrained(seed)  # once per seed, here; the back end ships them with compute_group
+        groups = [list(g) for _, g in itertools.groupby(cells, key=lambda c: (c.method, c.rank))]
         store = ResultStore(self.out / f"{study}.jsonl")
         try:
-            return run_cells(cells if cells is not None else self.cells(study), lambda c: {**compute(c), "command": self.command(), "rerun": self.rerun_command(c), "config": config, "env": env}, store, self.args.resume, desc=study)
+            return run_groups(groups, compute_group, store, self.args.resume, desc=study, backend=self.backend)
         except SweepInterrupted as stop:
             print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
             raise SystemExit(130) from None
