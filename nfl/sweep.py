@@ -133,7 +133,8 @@ def run_groups(
                 if isinstance(result, BaseException):
                     failed += len(group)
                     error = f"{type(result).__name__}: {result}".splitlines()[0]
-                    print(f"failed: {desc} {group[0].method} r={group[0].rank} ({len(group)} cells): {error}", file=sys.stderr)
+                    where = f"{desc} {group[0].method} r={group[0].rank} ({len(group)} cells)"
+                    print(f"failed: {where}: {error}", file=sys.stderr)
                     result = [{"error": error}] * len(group)
                 for cell, record in zip(group, result):
                     store.append({**cell.to_dict(), **record})

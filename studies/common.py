@@ -35,8 +35,10 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
     parser.add_argument("--quick", action="store_true", help="one seed and fewer timing repeats, same outputs")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: torch's, i.e. the cores); recorded in every record's environment")
     parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
-    parser.add_argument("--backend", choices=("local", "ray"), default="local", help="where cells run: in this process (local) or as Ray tasks (ray; needs the ray extra)")
-    parser.add_argument("--ray-address", default=None, metavar="ADDRESS", help="with --backend ray: the cluster to join (ray start --head prints it; default: start a local Ray)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="where cells run: in this process (local) or as Ray tasks (ray; needs the ray extra)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="with --backend ray: the cluster to join (ray start --head prints it; default: local Ray)")
     add_config_arguments(parser)
     return parser
 
@@ -186,7 +188,8 @@ class StudySetup:
             if threads is not None:  # a Ray worker starts with its own thread count
                 torch.set_num_threads(threads)
             env = environment(self.device)
-            return [{**compute(c), "command": command, "rerun": self.rerun_command(c), "config": config, "env": env} for c in group]
+            context = {"command": command, "config": config, "env": env}
+            return [{**compute(c), **context, "rerun": self.rerun_command(c)} for c in group]
 
         if not isinstance(self.backend, LocalBackend):
             for seed in sorted({c.seed for c in cells}):

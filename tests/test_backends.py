@@ -17,7 +17,8 @@ def python(code: str) -> subprocess.CompletedProcess:
 
 def test_a_local_study_never_imports_ray(tmp_path: Path) -> None:
     argv = [*TINY, "--out", str(tmp_path)]
-    done = python(f"import sys; from studies import adaptability; adaptability.main({argv!r}); print('ray' in sys.modules)")
+    code = f"import sys; from studies import adaptability; adaptability.main({argv!r}); print('ray' in sys.modules)"
+    done = python(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "False"
     assert (tmp_path / "adaptability.jsonl").exists()
@@ -26,7 +27,8 @@ def test_a_local_study_never_imports_ray(tmp_path: Path) -> None:
 def test_backend_ray_without_ray_is_one_line_naming_the_extra(tmp_path: Path) -> None:
     argv = [*TINY, "--backend", "ray", "--out", str(tmp_path)]
     # A None entry in sys.modules makes ``import ray`` fail as if it were not installed.
-    done = python(f"import sys; sys.modules['ray'] = None; from studies import adaptability; adaptability.main({argv!r})")
+    code = f"import sys; sys.modules['ray'] = None\nfrom studies import adaptability\nadaptability.main({argv!r})"
+    done = python(code)
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
     assert "--backend ray needs Ray" in last and 'pip install -e ".[ray]"' in last
@@ -34,5 +36,6 @@ def test_backend_ray_without_ray_is_one_line_naming_the_extra(tmp_path: Path) ->
 
 
 def test_a_ray_address_without_the_ray_backend_is_an_error(tmp_path: Path) -> None:
-    done = python(f"from studies import adaptability; adaptability.main({[*TINY, '--ray-address', 'h:6379', '--out', str(tmp_path)]!r})")
+    argv = [*TINY, "--ray-address", "h:6379", "--out", str(tmp_path)]
+    done = python(f"from studies import adaptability; adaptability.main({argv!r})")
     assert done.returncode == 2 and "--ray-address needs --backend ray" in done.stderr

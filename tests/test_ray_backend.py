@@ -42,6 +42,10 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def by_cell(records: list[dict]) -> dict[tuple, dict]:
+    return {(r["method"], r["rank"], r["seed"]): r for r in records}
+
+
 def test_groups_are_yielded_as_they_complete(address: str) -> None:
     def compute(group: list[Cell]) -> list[dict]:
         time.sleep(3 if group[0].rank == 1 else 0)
@@ -86,7 +90,7 @@ def test_a_quick_study_on_ray_gives_the_local_back_ends_numbers_bit_for_bit(addr
     argv = ["--quick", "--methods", "full,lora,pissa,adalora", *SMALL]
     adaptability.main([*argv, "--out", str(tmp_path / "local")])
     adaptability.main([*argv, "--backend", "ray", "--out", str(tmp_path / "ray")])
-    local, remote = ({(r["method"], r["rank"], r["seed"]): r for r in read(tmp_path / side / "adaptability.jsonl")} for side in ("local", "ray"))
+    local, remote = (by_cell(read(tmp_path / side / "adaptability.jsonl")) for side in ("local", "ray"))
     assert remote.keys() == local.keys() and len(local) == 4  # the store is in completion order
     for key, mine in remote.items():
         assert (mine["summary"], mine["history"]) == (local[key]["summary"], local[key]["history"])
@@ -99,13 +103,15 @@ def test_pretrained_models_are_computed_once_per_seed_on_the_driver(address: str
     calls = []
     real = studies.common.pretrain
     monkeypatch.setattr(studies.common, "pretrain", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
-    setup = StudySetup(study_parser("adaptability", "x"), [*SMALL, "--seeds", "2", "--methods", "lora,vera", "--backend", "ray", "--out", str(tmp_path)])
+    argv = [*SMALL, "--seeds", "2", "--methods", "lora,vera", "--backend", "ray", "--out", str(tmp_path)]
+    setup = StudySetup(study_parser("adaptability", "x"), argv)
     records = setup.run("adaptability", lambda cell: adaptability.compute(setup, cell))
     assert len(records) == 4 and sorted(calls) == setup.seeds
 
 
 def test_a_failing_task_is_recorded_as_failed_and_the_sweep_goes_on(address: str, tmp_path: Path) -> None:
-    setup = StudySetup(study_parser("adaptability", "x"), [*SMALL, "--quick", "--methods", "lora,vera,dora", "--backend", "ray", "--out", str(tmp_path)])
+    argv = [*SMALL, "--quick", "--methods", "lora,vera,dora", "--backend", "ray", "--out", str(tmp_path)]
+    setup = StudySetup(study_parser("adaptability", "x"), argv)
 
     def compute(cell: Cell) -> dict:
         if cell.method == "vera":
