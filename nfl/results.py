@@ -38,6 +38,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "platform": platform.platform(),
         "device": str(device),
         "device_name": name,
+        "cpu_model": cpu_name(),  # with device_name, the kind of node a timing is comparable within
         "cpu_threads": torch.get_num_threads(),
         "git_commit": git_commit(),
     }

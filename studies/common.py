@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import shlex
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from nfl.config import ExperimentConfig, add_config_arguments, config_from_args,
 from nfl.results import ResultStore, environment
 from nfl.seeds import Run
 from nfl.stats import format_mean_ci, mean_ci
-from nfl.sweep import Cell, SweepInterrupted, run_cells
+from nfl.sweep import Backend, Cell, LocalBackend, SweepInterrupted, run_groups
 from nfl.tasks import TaskData, make_task_data
 from nfl.threads import default_threads
 from nfl.training import History, pretrain
@@ -40,6 +41,10 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
     )
     parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
     parser.add_argument("--adapter-module", action="append", default=[], metavar="FILE", help="a Python file registering your own adapter (repeatable); see README, Bring your own adapter")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="where cells run: in this process (local) or as Ray tasks (ray; needs the ray extra)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="with --backend ray: the cluster to join (ray start --head prints it; default: local Ray)")
     add_config_arguments(parser)
     return parser
 
@@ -79,6 +84,21 @@ def parse_ranks(text: str | None) -> list[int] | None:
     return list(dict.fromkeys(ranks))
 
 
+def make_backend(name: str, address: str | None) -> Backend:
+    """The back end ``--backend`` names; Ray is imported only when it is asked for."""
+    if name == "local":
+        if address is not None:
+            raise ValueError("--ray-address needs --backend ray")
+        return LocalBackend()
+    try:
+        from nfl.ray_backend import RayBackend
+    except ImportError as error:
+        raise ValueError(f'--backend ray needs Ray ({error}): pip install -e ".[ray]"') from None
+    backend = RayBackend(address)
+    backend.connect()
+    return backend
+
+
 class StudySetup:
     """The parsed and validated command line of a study: bad input exits 2 before any work."""
 
@@ -102,6 +122,7 @@ class StudySetup:
                 raise ValueError(f"--out {self.out} is a file, not a directory")
             self._strict = args.ranks is not None and len(self.ranks) == 1
             self.method_ranks = self.plan(self.ranks)
+            self.backend = make_backend(args.backend, args.ray_address)
         except ValueError as error:
             parser.error(str(error))  # one line on stderr, exit status 2
         self.args = args
@@ -181,30 +202,36 @@ class StudySetup:
         return self._pretrained[seed]
 
     def run(self, study: str, compute: Callable[[Cell], dict[str, Any]], cells: list[Cell] | None = None) -> list[dict[str, Any]]:
-        """Run ``cells`` (default: all of ``study``) into ``<out>/<study>.jsonl``; every record also
-        gets the config and the environment. Exits 130 with a resume hint if interrupted."""
-        env, config = environment(self.device), self.config.to_dict()
+        """:meth:`run_groups` for a study whose cells are computed one by one (default: all of
+        ``study``), grouped by method and rank."""
+        cells = cells if cells is not None else self.cells(study)
+        groups = [list(g) for _, g in itertools.groupby(cells, key=lambda c: (c.method, c.rank))]
+        return self.run_groups(study, lambda group: [compute(c) for c in group], groups)
+
+    def run_groups(
+        self, study: str, compute: Callable[[list[Cell]], list[dict[str, Any]]], groups: list[list[Cell]]
+    ) -> list[dict[str, Any]]:
+        """Run ``groups`` into ``<out>/<study>.jsonl``, each group's missing cells computed in one
+        ``compute(cells)`` call (the batched engine trains them together) on the chosen back end;
+        every record also gets the config and the environment it was computed in (a Ray worker's
+        node, not the driver's). Exits 130 with a resume hint if interrupted."""
+        config, command, threads = self.config.to_dict(), self.command(), self.args.threads
+
+        def compute_group(group: list[Cell]) -> list[dict[str, Any]]:
+            if threads is not None:  # a Ray worker starts with its own thread count
+                torch.set_num_threads(threads)
+            context = {"command": command, "config": config, "env": environment(self.device)}
+            return [{**record, **context, "rerun": self.rerun_command(c)} for c, record in zip(group, compute(group))]
+
+        if not isinstance(self.backend, LocalBackend):
+            for seed in sorted({c.seed for group in groups for c in group}):
+                self.pretrained(seed)  # once per seed, here; the back end ships them with compute_group
         store = ResultStore(self.out / f"{study}.jsonl")
         try:
-            return run_cells(cells if cells is not None else self.cells(study), lambda c: {**compute(c), "command": self.command(), "rerun": self.rerun_command(c), "config": config, "env": env}, store, self.args.resume, desc=study)
+            return run_groups(groups, compute_group, store, self.args.resume, desc=study, backend=self.backend)
         except SweepInterrupted as stop:
             print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
             raise SystemExit(130) from None
-
-
-    def run_groups(self, study: str, compute: Callable[[list[Cell]], list[dict[str, Any]]], groups: list[list[Cell]]) -> list[dict[str, Any]]:
-        """:meth:`run` over ``groups``, each group's records computed in one ``compute(cells)`` call
-        (for the batched engine); a group is computed whole when the first of its missing cells is."""
-        group_of = {cell.key(): group for group in groups for cell in group}
-        computed: dict[tuple, dict[str, Any]] = {}
-
-        def one(cell: Cell) -> dict[str, Any]:
-            if cell.key() not in computed:
-                group = group_of[cell.key()]
-                computed.update(zip((c.key() for c in group), compute(group)))
-            return computed.pop(cell.key())
-
-        return self.run(study, one, [cell for group in groups for cell in group])
 
 
 def quick_grid(grid: Sequence[float]) -> list[float]:

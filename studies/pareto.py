@@ -18,6 +18,7 @@ from figures.grad_norm import grad_norm_figure
 from figures.pareto import figure2, pareto_figure
 from figures.records import diverged_note
 from figures.style import save
+from nfl.nodes import by_node_kind
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
@@ -64,15 +65,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     train = train_time.run(setup, sweep)
 
     cfg = setup.config
-    env = adapt[0]["env"]
-    subtitle = f"preset {cfg.preset}, width {cfg.model.width}, {len(setup.seeds)} seed(s), {env['device_name']} ({train[0]['timing']['num_threads']} threads)"
     zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in adapt]))
     tuned = at_tuned_lr(adapt)
-    paths = [
-        *save(grad_norm_figure(grads, cfg), setup.out / "figure1", diverged_note(grads)),
-        *save(figure2(tuned, init, train, subtitle, zero), setup.out / "figure2", diverged_note(tuned)),
-        *save(pareto_figure(tuned, train, subtitle), setup.out / "pareto", diverged_note(tuned)),
-    ]
+    paths = [*save(grad_norm_figure(grads, cfg), setup.out / "figure1", diverged_note(grads))]
+    # Timings compare only within one kind of node: a sweep over a mixed cluster gets a figure pair per kind.
+    init_by, train_by = by_node_kind(init), by_node_kind(train)
+    kinds = list(dict.fromkeys([*init_by, *train_by]))
+    if len(kinds) > 1:
+        listed = "; ".join(f"{i + 1}: {kind}" for i, kind in enumerate(kinds))
+        print(f"note: timings from {len(kinds)} kinds of node, drawn apart (figure2_nodeN, pareto_nodeN): {listed}")
+    for i, kind in enumerate(kinds):
+        timed_init, timed_train = init_by.get(kind, []), train_by.get(kind, [])
+        threads = timed_train[0]["timing"]["num_threads"] if timed_train else "?"
+        seeds = len(setup.seeds)
+        subtitle = f"preset {cfg.preset}, width {cfg.model.width}, {seeds} seed(s), {kind} ({threads} threads)"
+        stem = "" if len(kinds) == 1 else f"_node{i + 1}"
+        note = diverged_note(tuned)
+        paths += save(figure2(tuned, timed_init, timed_train, subtitle, zero), setup.out / f"figure2{stem}", note)
+        paths += save(pareto_figure(tuned, timed_train, subtitle), setup.out / f"pareto{stem}", note)
     print("\n".join(adaptability.report(adapt).split("\n")[:3]))
     print(summary_table(adapt, init, train))
     print(f"\nrecords: {', '.join(str(setup.out / f'{s}.jsonl') for s in ('adaptability', 'grad_norm', 'init_time', 'train_time'))}")
