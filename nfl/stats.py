@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 
 def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -15,6 +14,8 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95, axis
     n = values.shape[axis]
     if n < 2:
         return mean, np.zeros_like(mean)
+    from scipy import stats  # here, not at import: scipy.stats alone costs seconds of start-up
+
     half = stats.sem(values, axis=axis) * stats.t.ppf((1 + confidence) / 2, n - 1)
     return mean, half
 
