@@ -66,6 +66,7 @@ def record(
     """A run's history and summary: the test loss at the step validation selected, and the rest."""
     data, _, pre_history = setup.pretrained(cell.seed)
     finished = history.diverged_at is None  # a diverged run has no quality to report
+    early = max(1, setup.config.train.adapt_epochs // 10)
     return {
         "history": history.to_dict(),
         "summary": {
@@ -73,6 +74,8 @@ def record(
             "diverged_at": history.diverged_at,
             **run_summary(history),
             "final_test_loss": history.test_loss[-1] if finished else None,
+            # How far a run has come a tenth of the way in (the papers' "converges faster early").
+            "early_test_loss": history.test_loss[early] if finished and len(history.test_loss) > early else None,
             "initial_grad_norm": grads[0],
             "initial_regularizer_grad_norm": grads[1],
             "sharpness": sharpness,

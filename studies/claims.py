@@ -8,7 +8,6 @@ writes ``claims.md`` and the no-free-lunch figure, and prints the tables.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Sequence, get_args
@@ -21,9 +20,8 @@ from nfl.claims import (
     CLAIMS, RULE, Claim, Effect, Part, bootstrap_effect, combine, median_ratio, verdict, welch_difference,
 )
 from nfl.config import Shift
-from nfl.sweep import Cell
-from nfl.training import adapt, evaluate
-from studies import init_time, train_time
+from nfl.selection import at_tuned_lr
+from studies import adaptability, init_time, train_time
 from studies.common import StudySetup, study_parser
 
 FIXED_LR = 1e-3  # the paper's adaptation learning rate
@@ -31,50 +29,11 @@ SHIFTS = get_args(Shift)
 Records = list[dict[str, Any]]
 
 
-# --- the protocol this study relies on (tuned LRs, test split) ---------------------------------
+# --- the protocol this study relies on (tuned LRs, test split: nfl.selection, studies.adaptability) ---
 
 def lr_grid(setup: StudySetup) -> list[float]:
-    """The tuning grid: half-decades 1e-4 ... 1e-1, or 1e-3, 1e-2, 1e-1 with --quick."""
-    return [1e-3, 1e-2, 1e-1] if setup.quick else [float(f"{v:.3g}") for v in np.geomspace(1e-4, 1e-1, 7)]
-
-
-def quality(setup: StudySetup, cell: Cell) -> dict[str, Any]:
-    """Adapt at ``cell.lr``: the selected step (argmin validation loss) and what it reports on test."""
-    cfg = dataclasses.replace(setup.config, train=dataclasses.replace(setup.config.train, adapt_lr=cell.lr))
-    data, pretrained, _ = setup.pretrained(cell.seed)
-    result = adapt(pretrained, cell.method, cfg, data.shifted, rank=cell.rank, seed=cell.seed)
-    history = result.history
-    finished = history.diverged_at is None
-    step = int(np.argmin(history.val_loss)) if finished else None
-    early = max(1, cfg.train.adapt_epochs // 10)
-    return {
-        "history": history.to_dict(),
-        "summary": {
-            "trainable_params": result.trainable_params, "diverged_at": history.diverged_at,
-            "selected_step": step, "min_val_loss": history.val_loss[step] if finished else None,
-            "test_loss": history.test_loss[step] if finished else None,
-            "early_test_loss": history.test_loss[early] if finished and len(history.test_loss) > early else None,
-            "initial_grad_norm": history.grad_norm[0] if history.grad_norm else None,
-            "forgetting_base_test_loss": (
-                evaluate(result.model, data.base.x_test, data.base.y_test) if finished else None
-            ),
-        },
-    }
-
-
-def tuned(records: Records) -> Records:
-    """Each (method, rank) at the lr with the lowest mean validation loss over seeds; a grid point
-    where any seed diverged is never chosen; a tie goes to the smaller lr."""
-    chosen: Records = []
-    groups: dict[tuple, dict[float, Records]] = {}
-    for r in records:
-        groups.setdefault((r["method"], r["rank"]), {}).setdefault(r["lr"], []).append(r)
-    for by_lr in groups.values():
-        scores = {lr: np.mean([r["summary"]["min_val_loss"] for r in rs]) for lr, rs in by_lr.items()
-                  if all(r["summary"]["diverged_at"] is None for r in rs)}
-        if scores:
-            chosen += by_lr[min(scores, key=lambda lr: (scores[lr], lr))]
-    return chosen
+    """The study's tuning grid (the preset's, or three points with --quick) and the paper's fixed lr."""
+    return sorted({*setup.lrs, FIXED_LR})
 
 
 # --- measuring a claim from records -------------------------------------------------------------
@@ -105,13 +64,13 @@ def spread(records: Records) -> Effect | None:
 
 
 def lr_sharpness(grid_records: Records) -> Effect | None:
-    """Spearman's rho of tuned lr against 1 / lambda_max (mean over seeds) across methods (bootstrap);
-    reads ``summary["lambda_max"]``, absent until the sharpness measurement writes it."""
+    """Spearman's rho of tuned lr against 1 / lambda_max (mean over seeds) across methods (bootstrap),
+    lambda_max being ``summary["sharpness"]`` (nfl.sharpness, at initialisation)."""
     from scipy import stats
 
     pairs = []
-    for record_group in _by_method(tuned(grid_records)).values():
-        sharp = [r["summary"].get("lambda_max") for r in record_group]
+    for record_group in _by_method(at_tuned_lr(grid_records)).values():
+        sharp = [r["summary"].get("sharpness") for r in record_group]
         if all(s is not None and s > 0 for s in sharp):
             pairs.append((record_group[0]["lr"], 1 / np.mean(sharp)))
     if len(pairs) < 3:
@@ -180,11 +139,11 @@ def sub_setup(setup: StudySetup, parser, shift: str, width: int) -> StudySetup:
 
 
 def run_column(sub: StudySetup, lrs: list[float]) -> Records:
-    """Every method at its default rank, every seed, every lr of ``lrs``."""
-    cfg = sub.config
-    cells = [Cell("claims_quality", method, rank, seed, cfg.model.width, str(sub.device), cfg.digest(), lr=lr)
-             for method, ranks in sub.plan(None).items() for rank in ranks for seed in sub.seeds for lr in lrs]
-    return sub.run("claims_quality", lambda cell: quality(sub, cell), cells)
+    """Every method at its default rank, every seed, every lr of ``lrs``: the adaptability study's
+    cells (trained a (method, rank) at a time), stored as ``adaptability.jsonl`` in the column's
+    directory, so ``studies.report`` and a later run both read them."""
+    groups = sub.groups("adaptability", plan=sub.plan(None), lrs=lrs)
+    return sub.run_groups("adaptability", lambda cells: adaptability.compute_group(sub, cells), groups)
 
 
 def table(columns: dict[str, tuple[Records, Records]], timing: dict[str, Records]) -> list[str]:
@@ -231,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if i == 0:  # timing does not depend on the targets: measured once per width
                 plan = sub.plan(None)
                 timing = {"init_time": init_time.run(sub, plan), "train_time": train_time.run(sub, plan)}
-            columns = {"lr 1e-3": ([r for r in grid if r["lr"] == FIXED_LR], grid), "tuned lr": (tuned(grid), grid)}
+            columns = {"lr 1e-3": ([r for r in grid if r["lr"] == FIXED_LR], grid), "tuned lr": (at_tuned_lr(grid), grid)}
             figure_records[shift] = columns["tuned lr"][0]
             lines += [f"## width {width}, shift {shift}", "",
                       f"{len(sub.seeds)} seed(s), learning-rate grid {', '.join(f'{lr:g}' for lr in lrs)}; "

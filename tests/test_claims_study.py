@@ -25,9 +25,9 @@ def test_claims_study_writes_a_verdict_for_every_claim_in_every_column(tmp_path:
             assert len(re.findall(rf"\*\*({'|'.join(VERDICTS)})\*\*", row.group(0))) == 2
     assert (tmp_path / "no_free_lunch_w6.png").exists()
     # Stored cells are reused: a second run computes nothing new.
-    lines = (tmp_path / "out_of_span-w6" / "claims_quality.jsonl").read_text().count("\n")
+    lines = (tmp_path / "out_of_span-w6" / "adaptability.jsonl").read_text().count("\n")
     claims.main([*argv, "--resume"])
-    assert (tmp_path / "out_of_span-w6" / "claims_quality.jsonl").read_text().count("\n") == lines
+    assert (tmp_path / "out_of_span-w6" / "adaptability.jsonl").read_text().count("\n") == lines
 
 
 def test_an_unknown_shift_family_exits_2_before_any_work(tmp_path: Path) -> None:
