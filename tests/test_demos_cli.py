@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from nfl.selection import at_tuned_lr
 from studies import anatomy, rank
 from tests.test_studies_cli import TINY, assert_figure, read
 
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::nfl.training
 
 def test_anatomy_records_each_update_its_rank_bound_and_subspaces(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     anatomy.main([*TINY, "--methods", "full,lora,pissa,miss_e", "--out", str(tmp_path)])
-    records = read(tmp_path / "anatomy.jsonl")
+    records = at_tuned_lr(read(tmp_path / "anatomy.jsonl"))  # every grid lr is stored; ΔW is shown at the tuned one
     assert [(r["method"], r["rank"]) for r in records] == [("full", None), ("lora", 2), ("pissa", 2), ("miss_e", 4)]
     # Width 8: full fine-tuning reaches rank 8, PiSSA's BA - B0A0 twice its rank.
     assert [r["summary"]["rank_bound"] for r in records] == [8, 2, 4, 4]
