@@ -58,12 +58,12 @@ def test_diverged_runs_are_recorded_and_the_demos_still_draw(study, tmp_path: Pa
 
 def test_rank_sweeps_every_method_and_keeps_the_summaries(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rank.main([*TINY, "--methods", "full,lora,vera", "--ranks", "1,2", "--out", str(tmp_path)])
-    records = read(tmp_path / "rank.jsonl")
+    records = at_tuned_lr(read(tmp_path / "rank.jsonl"))
     assert [(r["method"], r["rank"]) for r in records] == [("full", None), ("lora", 1), ("lora", 2), ("vera", 1), ("vera", 2)]
     assert [r["summary"]["trainable_params"] for r in records[1:]] == [16, 32, 9, 10]  # LoRA r(d + k), VeRA d + r
     for r in records:
         assert "history" not in r
-        assert {"min_val_loss", "forgetting_base_val_loss", "shifted_val_loss_before"} <= r["summary"].keys()
+        assert {"min_val_loss", "test_loss", "forgetting_base_test_loss", "shifted_test_loss_before"} <= r["summary"].keys()
     assert_figure(tmp_path / "rank")
     assert "base-task loss after" in capsys.readouterr().out
 

@@ -103,22 +103,23 @@ def test_pretrained_models_are_computed_once_per_seed_on_the_driver(address: str
     calls = []
     real = studies.common.pretrain
     monkeypatch.setattr(studies.common, "pretrain", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
-    argv = [*SMALL, "--seeds", "2", "--methods", "lora,vera", "--backend", "ray", "--out", str(tmp_path)]
+    argv = [*SMALL, "--seeds", "2", "--adapt-lr", "1e-2", "--methods", "lora,vera", "--backend", "ray", "--out", str(tmp_path)]
     setup = StudySetup(study_parser("adaptability", "x"), argv)
-    records = setup.run("adaptability", lambda cell: adaptability.compute(setup, cell))
+    groups = setup.groups("adaptability")
+    records = setup.run_groups("adaptability", lambda cells: adaptability.compute_group(setup, cells), groups)
     assert len(records) == 4 and sorted(calls) == setup.seeds
 
 
 def test_a_failing_task_is_recorded_as_failed_and_the_sweep_goes_on(address: str, tmp_path: Path) -> None:
-    argv = [*SMALL, "--quick", "--methods", "lora,vera,dora", "--backend", "ray", "--out", str(tmp_path)]
+    argv = [*SMALL, "--quick", "--adapt-lr", "1e-2", "--methods", "lora,vera,dora", "--backend", "ray", "--out", str(tmp_path)]
     setup = StudySetup(study_parser("adaptability", "x"), argv)
 
-    def compute(cell: Cell) -> dict:
-        if cell.method == "vera":
+    def compute(cells: list[Cell]) -> list[dict]:
+        if cells[0].method == "vera":
             raise RuntimeError("CUDA out of memory (simulated)")
-        return adaptability.compute(setup, cell)
+        return adaptability.compute_group(setup, cells)
 
-    records = setup.run("adaptability", compute)
+    records = setup.run_groups("adaptability", compute, setup.groups("adaptability"))
     assert [r["method"] for r in records] == ["lora", "dora"]
     stored = {r["method"]: r for r in read(tmp_path / "adaptability.jsonl")}
     assert stored["vera"]["error"] == "RuntimeError: CUDA out of memory (simulated)"
@@ -126,7 +127,7 @@ def test_a_failing_task_is_recorded_as_failed_and_the_sweep_goes_on(address: str
 
 
 def test_an_interrupt_keeps_finished_cells_and_a_local_resume_completes_the_rest(address: str, tmp_path: Path) -> None:
-    argv = ["--seeds", "2", "--methods", "full,lora,pissa,vera,dora,mos", "--out", str(tmp_path)]
+    argv = ["--seeds", "2", "--adapt-lr", "1e-2", "--methods", "full,lora,pissa,vera,dora,mos", "--out", str(tmp_path)]
     driver = subprocess.Popen(
         [sys.executable, "-m", "studies.adaptability", *argv, "--backend", "ray", "--ray-address", address],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
