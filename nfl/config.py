@@ -11,9 +11,11 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+SEED_MAX = 2**63 - 1  # the largest seed both torch and numpy take
 TaskKind = Literal["fourier_sine", "elementwise_sine"]
 Targets = Literal["layer1", "layer2", "all"]
 
@@ -21,6 +23,22 @@ Targets = Literal["layer1", "layer2", "all"]
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def _require_finite(config: Any) -> None:
+    """Every float setting is finite: nan or inf would only fail deep inside training."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        _require(not isinstance(value, float) or math.isfinite(value), f"{f.name} must be a finite number, got {value}")
+
+
+def _require_seed(name: str, value: int) -> None:
+    _require(0 <= value <= SEED_MAX, f"{name} must be an integer in 0 ... {SEED_MAX}, got {value}")
+
+
+def config_digest(data: dict[str, Any]) -> str:
+    """The short stable hash of a config's dict, as stored in a record's ``config_hash``."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _field(default: Any, help: str, **kwargs: Any) -> Any:
@@ -56,6 +74,8 @@ class TaskConfig:
         return self.n_val if self.n_test is None else self.n_test
 
     def __post_init__(self) -> None:
+        _require_finite(self)
+        _require_seed("task_seed", self.task_seed)
         _require(self.n_train >= 1, f"n_train must be >= 1, got {self.n_train}")
         _require(self.n_val >= 1, f"n_val must be >= 1, got {self.n_val}")
         _require(self.n_test is None or self.n_test >= 1, f"n_test must be >= 1, got {self.n_test}")
@@ -82,6 +102,7 @@ class TrainConfig:
     adapt_epochs: int = _field(100, "full-batch Adam steps on the shifted task")
 
     def __post_init__(self) -> None:
+        _require_finite(self)
         _require(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _require(self.adapt_lr is None or self.adapt_lr > 0, f"adapt_lr must be > 0, got {self.adapt_lr}")
         _require(self.pretrain_epochs >= 0, f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
@@ -110,13 +131,15 @@ class ExperimentConfig:
         "each adapter alone)",
     )
 
+    def __post_init__(self) -> None:
+        _require_seed("seed", self.seed)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
         """A short stable hash of every setting, to recognise records made with the same config."""
-        blob = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return config_digest(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
