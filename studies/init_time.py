@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import adapters
 from figures.efficiency import cost_figure
 from figures.style import save
+from nfl import cli
 from nfl.sweep import Cell
 from nfl.timing import TimingOptions, time_init
 from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
@@ -33,6 +34,8 @@ def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
 
 def run(setup: StudySetup, plan: dict | None = None) -> list[dict[str, Any]]:
     """Every adapter method over the ranks (full fine-tuning initialises nothing and is left out)."""
+    if plan is None and all(adapters.get(m).adapter is None for m in setup.methods):
+        cli.fail("--methods: init_time times adapters; full fine-tuning initialises nothing, so name an adapter")
     plan = {m: r for m, r in (setup.method_ranks if plan is None else plan).items() if adapters.get(m).adapter is not None}
     return setup.run("init_time", lambda cell: compute(setup, cell), setup.cells("init_time", setup.seeds[:1], plan))
 
