@@ -73,6 +73,7 @@ class StudySetup:
             cli.check_memory("--width", cli.run_memory(self.config), self.device)
         except ValueError as error:
             cli.fail(cli.flag_message(str(error)))
+        self._notices: list[str] = []  # printed before the first cell, so a rejected input gets one line
         self.method_ranks = self.plan(self.ranks)
         self.args = args
         if args.threads is not None:
@@ -102,7 +103,7 @@ class StudySetup:
                 except ValueError as error:
                     if self._strict:
                         cli.fail(f"--ranks: {error}")
-                    print(f"skipping {method} at rank {rank}: {error}", file=sys.stderr)
+                    self._notices.append(f"skipping {method} at rank {rank}: {error}")
                     reason = error
                 else:
                     plan[method].append(rank)
@@ -164,6 +165,8 @@ class StudySetup:
         """Before the first cell: create --out, prove it writable and lock it (exit 2 if not)."""
         if self._out_ready:
             return
+        for notice in dict.fromkeys(self._notices):
+            print(notice, file=sys.stderr)
         try:
             cli.writable_dir("--out", str(self.out))
             lock_directory(self.out)
