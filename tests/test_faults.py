@@ -136,3 +136,31 @@ def test_learnt_only_when_clearly_below_the_zero_predictor() -> None:
     assert "learnt the base task" not in barely and "NOT CLEARLY LEARNT: 96% of the zero predictor's loss" in barely
     assert "learnt the base task: 1% of the zero predictor's loss" in adaptability.report([summary(0.005, 0.5)])
     assert "NO BETTER THAN PREDICTING ZERO" in adaptability.report([summary(0.6, 0.5)])
+
+
+def test_report_prints_tables_and_redraws_figures_without_computing(tmp_path, capsys, monkeypatch) -> None:
+    from studies import report
+
+    adaptability.main([*TINY, "--methods", "full,lora", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out.split("\n\nrecords:")[0]
+    (tmp_path / "adaptability_loss.png").unlink()
+    monkeypatch.setattr(adaptability, "compute", lambda *a: pytest.fail("the report computed a cell"))
+    report.main(["--out", str(tmp_path), "--format", "markdown"])
+    assert printed in capsys.readouterr().out  # the study's own table, again
+    assert (tmp_path / "adaptability_loss.png").stat().st_size > 1000
+    assert "| LoRA | 2 | 32 | 1 |" in (tmp_path / "summary.md").read_text()
+    report.main(["--out", str(tmp_path), "--format", "csv"])
+    assert (tmp_path / "summary.csv").read_text().splitlines()[0].startswith("table,method,rank,params,seeds")
+
+
+def test_a_quick_timing_record_is_not_reused_by_a_full_run(tmp_path, capsys) -> None:
+    from studies import train_time
+
+    argv = ["--width", "8", "--pretrain-epochs", "5", "--adapt-epochs", "3", "--methods", "lora", "--ranks", "2"]
+    train_time.main([*argv, "--quick", "--out", str(tmp_path)])
+    if json.loads((tmp_path / "train_time.jsonl").read_text())["measurement"] is None:
+        pytest.xfail("timing cells do not name their measurement yet (Cell.measurement, issue #13)")
+    train_time.main([*argv, "--threads", "1", "--resume", "--out", str(tmp_path)])
+    rows = [json.loads(line) for line in (tmp_path / "train_time.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and rows[1]["timing"]["num_threads"] == 1
+    assert "made with other settings" in capsys.readouterr().err
