@@ -1,7 +1,7 @@
 """Command-line input that fails early: one line on stderr, exit status 2, nothing written.
 
 Every rejected input reads ``nfl: error: <flag>: <what is wrong> (see -h)``: no usage block, no
-traceback. The helpers here check what argparse cannot (finite numbers, integer ranges the
+traceback. The helpers here check what argparse cannot (integer ranges the
 libraries take, list items, a writable output directory, memory) before a study does any work.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import re
 import statistics
@@ -51,15 +50,6 @@ def flag_message(message: str) -> str:
     if match and match[1] in _FIELDS:
         return f"--{match[1].replace('_', '-')}: {match[2]}"
     return message
-
-
-def finite(flag: str, value: float, low: float | None = None, high: float | None = None) -> float:
-    """``value`` if it is a finite number within [low, high]; else a ValueError naming ``flag``."""
-    if not math.isfinite(value):
-        raise ValueError(f"{flag}: must be a finite number, got {value}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{flag}: must be in [{low}, {high}], got {value}")
-    return value
 
 
 def int_in_range(flag: str, value: int, low: int, high: int) -> int:

@@ -195,7 +195,8 @@ class ResultStore:
                 if key in seen:
                     first = seen[key]
                     same = "same" if first.record == line.record else "different"
-                    line = Line(number, raw, None, f"a second record of the cell on line {first.number} ({same} values)")
+                    why = f"a second record of the cell on line {first.number} ({same} values)"
+                    line = Line(number, raw, None, why)
                 else:
                     seen[key] = line
             out.append(line)
@@ -240,5 +241,6 @@ class ResultStore:
         except OSError as error:
             raise StoreWriteError(self.path, error) from None
         numbers = ", ".join(str(line.number) for line in bad)
-        print(f"repaired {self.path}: {len(bad)} line(s) moved to {self.rejected_path} (line {numbers})", file=sys.stderr)
+        moved = f"{len(bad)} line(s) moved to {self.rejected_path} (line {numbers})"
+        print(f"repaired {self.path}: {moved}", file=sys.stderr)
         return len(bad)

@@ -23,7 +23,9 @@ from tqdm import tqdm
 from nfl.cli import duration, first_line
 from nfl.results import CELL_FIELDS, ResultStore, lock_directory, record_key
 
-__all__ = ["CELL_FIELDS", "Backend", "Cell", "LocalBackend", "SweepInterrupted", "record_key", "run_cells", "run_groups"]
+__all__ = [
+    "CELL_FIELDS", "Backend", "Cell", "LocalBackend", "SweepInterrupted", "record_key", "run_cells", "run_groups",
+]
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,8 @@ def run_groups(
     todo = [pending for pending in ([c for c in group if c.key() not in done] for group in groups) if pending]
     count = sum(map(len, todo))
     unused = sum(1 for r in records if "failed" not in r and record_key(r) not in wanted)
-    estimate = _announce(desc, store, len(cells), count, unused, None if seconds_per_cell is None else seconds_per_cell * count)
+    total_s = None if seconds_per_cell is None else seconds_per_cell * count
+    estimate = _announce(desc, store, len(cells), count, unused, total_s)
     saved, failed = len(cells) - count, 0
     label = f"{desc} {estimate}".strip()
     with _stop_requests() as stop, tqdm(total=count, desc=label, unit="cell", file=sys.stderr, leave=False) as bar:
@@ -213,7 +216,8 @@ def run_groups(
         finally:
             outcomes.close()
     if failed:
-        print(f"note: {failed} of {len(cells)} cells failed; their records say why; --resume computes them again", file=sys.stderr)
+        why = "their records say why; --resume computes them again"
+        print(f"note: {failed} of {len(cells)} cells failed; {why}", file=sys.stderr)
     found: dict[tuple, dict[str, Any]] = {}
     for record in store.records():
         if "failed" not in record and record_key(record) in wanted:
@@ -231,4 +235,5 @@ def run_cells(
     seconds_per_cell: float | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`run_groups` with one cell a group: ``compute(cell)`` returns its record."""
-    return run_groups([[c] for c in cells], lambda group: [compute(group[0])], store, resume, desc, backend, seconds_per_cell)
+    groups = [[cell] for cell in cells]
+    return run_groups(groups, lambda group: [compute(group[0])], store, resume, desc, backend, seconds_per_cell)

@@ -153,7 +153,8 @@ class StudySetup:
         env, config = environment(self.device), self.config.to_dict()
         store = ResultStore(self.out / f"{study}.jsonl")
         try:
-            return run_cells(cells, lambda c: {**compute(c), "command": self.command(), "rerun": self.rerun_command(c), "config": config, "env": env}, store, self.args.resume, desc=study, seconds_per_cell=self.cell_seconds(cells))
+            return run_cells(cells, lambda c: {**compute(c), "command": self.command(), "rerun": self.rerun_command(c), "config": config, "env": env}, store, self.args.resume, desc=study,
+                             seconds_per_cell=self.cell_seconds(cells))
         except SweepInterrupted as stop:
             print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
             raise SystemExit(130) from None

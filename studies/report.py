@@ -97,7 +97,10 @@ def _grad_norm(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path
     return grad_norm.summary(records), save(figure, out / "grad_norm", diverged_note(records))
 
 
-def _timing(study: str, title: str, ylabel: str, column: str) -> Callable[[list[dict[str, Any]], Path], tuple[str, list[Path]]]:
+Outputs = Callable[[list[dict[str, Any]], Path], tuple[str, list[Path]]]
+
+
+def _timing(study: str, title: str, ylabel: str, column: str) -> Outputs:
     def draw(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
         figure = cost_figure(records, title, ylabel, _timing_subtitle(records))
         return init_time.summary(records, column), save(figure, out / study)
@@ -115,7 +118,8 @@ def _anatomy(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]
     cfg = _config(records)
     title = f"preset {cfg.preset}, width {cfg.model.width}, layer {target_layer_names(cfg.targets)[0]}"
     note = diverged_note(records)
-    paths = [*save(anatomy_figure(records, title), out / "anatomy", note), *save(subspace_figure(records, title), out / "subspace", note)]
+    paths = save(anatomy_figure(records, title), out / "anatomy", note)
+    paths += save(subspace_figure(records, title), out / "subspace", note)
     return anatomy.summary_table(records), paths
 
 
@@ -163,7 +167,8 @@ def markdown(tables: dict[str, str]) -> str:
     parts = []
     for name, text in tables.items():
         notes, columns, rows = parse_table(text)
-        body = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *("| " + " | ".join(r) + " |" for r in rows)]
+        row = lambda values: "| " + " | ".join(values) + " |"  # noqa: E731
+        body = [row(columns), "|" + "---|" * len(columns), *map(row, rows)]
         parts.append("\n".join([f"## {name}", "", *notes, *([""] if notes else []), *body]))
     return "\n\n".join(parts) + "\n"
 

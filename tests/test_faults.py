@@ -112,7 +112,8 @@ def test_an_interrupt_or_failed_write_outside_a_sweep_is_one_line(capsys) -> Non
     hook(OSError, OSError(28, "No space left on device", "out/figure1.png"), None)
     assert capsys.readouterr().err.splitlines() == [
         "nfl: interrupted; 3 cells saved in out; resume with: cmd --resume",
-        "nfl: error: could not write out/figure1.png: No space left on device; 3 cells saved in out; resume with: cmd --resume",
+        "nfl: error: could not write out/figure1.png: No space left on device; "
+        "3 cells saved in out; resume with: cmd --resume",
     ]
 
 

@@ -66,7 +66,8 @@ def test_a_damaged_line_is_moved_to_rejected_and_its_cell_recomputed(kind: str, 
     err = capsys.readouterr().err
     assert computed == [number]
     assert f"repaired {store.path}: 1 line(s) moved to {store.rejected_path} (line {number})" in err
-    assert store.rejected_path.read_bytes() == f"# line {number} of demo.jsonl: {reason}\n".encode() + lines[number - 1] + b"\n"
+    header = f"# line {number} of demo.jsonl: {reason}\n".encode()
+    assert store.rejected_path.read_bytes() == header + lines[number - 1] + b"\n"
     assert [r["rank"] for r in store.records()] == [*kept, number] and "warning" not in capsys.readouterr().err
 
 
@@ -98,7 +99,8 @@ def test_a_failed_write_leaves_a_valid_store_and_says_so_in_one_line(tmp_path: P
     store = out / "adaptability.jsonl"
     assert exit_.value.code == 1
     assert err == [f"nfl: error: could not write a record to {store}: No space left on device; 1 cells saved in {out}; "
-                   f"resume with: python -m studies.adaptability {' '.join(TINY)} --methods full,lora --out {out} --resume"]
+                   f"resume with: python -m studies.adaptability {' '.join(TINY)} --methods full,lora --out {out} "
+                   "--resume"]
     assert [json.loads(line)["method"] for line in store.read_text().splitlines()] == ["full"]
 
 
@@ -119,7 +121,10 @@ def test_a_short_write_is_finished_and_a_write_that_stops_is_cut_back(tmp_path: 
     assert store.path.read_text() == '{"a": 1}\n'
 
 
-HOLD = "import sys, time; from nfl.results import lock_directory; lock_directory(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+HOLD = (
+    "import sys, time; from nfl.results import lock_directory; lock_directory(sys.argv[1]); "
+    "print('held', flush=True); time.sleep(60)"
+)
 
 
 def test_a_locked_directory_names_its_holder(tmp_path: Path) -> None:
