@@ -59,6 +59,9 @@ class RankAllocator:
     Created once by ``AdaLoRA.make_shared``; every layer's adapter registers itself at construction.
     Each adapter's ``on_step`` reports to ``arrive``; the allocator acts once per step, when the
     last registered adapter has arrived, so the budget is shared by all layers jointly.
+
+    The tensors may carry leading run dimensions (``nfl.batched`` registers stacked P, Λ, Q of K
+    runs, gradients in ``.grad``): scores, thresholds and masks are then taken per run.
     """
 
     def __init__(self, target_rank: int, *, tinit: int | None, tfinal: int | None, deltaT: int, beta1: float, beta2: float):
@@ -138,7 +141,7 @@ class RankAllocator:
     def triplet_scores(self, i: int) -> torch.Tensor:
         """S_k = s(Λ_k) + mean_j s(Q_kj) + mean_j s(P_jk) for layer i, with s = Ī·Ū."""
         s = {name: self.sensitivity[(i, name)] * self.uncertainty[(i, name)] for name in ("P", "Lambda", "Q")}
-        return s["Lambda"] + (s["Q"].mean(dim=1) + s["P"].mean(dim=0))
+        return s["Lambda"] + (s["Q"].mean(dim=-1) + s["P"].mean(dim=-2))
 
     def mask_to_budget(self, budget: int) -> list[torch.Tensor]:
         """Zero the Λ_i whose scores are among the init_budget − budget lowest of all layers (ties at
@@ -146,7 +149,7 @@ class RankAllocator:
         scores = [self.triplet_scores(i) for i in range(len(self.adapters))]
         drop = self.init_budget - budget
         if drop > 0:
-            threshold = torch.kthvalue(torch.cat(scores), drop).values
+            threshold = torch.kthvalue(torch.cat(scores, dim=-1), drop, dim=-1, keepdim=True).values
             pattern = [s > threshold for s in scores]
         else:
             pattern = [torch.ones_like(s, dtype=torch.bool) for s in scores]

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 SEED_MAX = 2**63 - 1  # the largest seed both torch and numpy take
 TaskKind = Literal["fourier_sine", "elementwise_sine"]
+Shift = Literal["out_of_span", "in_span", "mix"]
 Targets = Literal["layer1", "layer2", "all"]
 
 
@@ -64,6 +65,19 @@ class TaskConfig:
     base_frequency: float = _field(2.0, "base target sin(base_frequency * pi * u + phase)")
     shift_amplitude: float = _field(0.3, "the shift adds shift_amplitude * cos(shift_frequency * pi * u + phase)")
     shift_frequency: float = _field(3.0, "frequency (in units of pi) of the added cosine")
+    shift: Shift = _field(
+        "out_of_span",
+        "out_of_span: add the cosine of a new frequency (the paper's shift); in_span: change the amplitude "
+        "and phase of the learnt sine (shift_gain, shift_phase), an update inside what the model already "
+        "represents; mix: both, out_of_span carrying shift_mix of the shift's energy",
+        choices=("out_of_span", "in_span", "mix"),
+    )
+    shift_gain: float = _field(
+        1.2, "in_span: the learnt sine becomes shift_gain * sin(... + shift_phase) (1.2 with phase 0.2 moves "
+        "the targets about as far as the default out_of_span shift)"
+    )
+    shift_phase: float = _field(0.2, "in_span: phase (radians) added to the learnt sine")
+    shift_mix: float = _field(0.5, "mix: share of the shift's energy that is out_of_span (0: in_span, 1: out_of_span)")
     encoding_scale: float = _field(
         3.0, "fourier_sine: std of the random frequencies omega_j ~ N(0, scale^2) of the encoding"
     )
@@ -80,6 +94,7 @@ class TaskConfig:
         _require(self.n_val >= 1, f"n_val must be >= 1, got {self.n_val}")
         _require(self.n_test is None or self.n_test >= 1, f"n_test must be >= 1, got {self.n_test}")
         _require(self.noise_std >= 0, f"noise_std must be >= 0, got {self.noise_std}")
+        _require(0 <= self.shift_mix <= 1, f"shift_mix must be in [0, 1], got {self.shift_mix}")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,10 @@ Two tasks, both "fit a sine, then the sine shifts":
   Fourier encoding x_j = cos(omega_j t + beta_j); the targets are width phase-shifted sines
   y_j = sin(2 pi t + phi_j), and the shift adds 0.3 cos(3 pi t + psi_j).
 
+Shift families (``TaskConfig.shift``): ``out_of_span`` is the shift above (a frequency the model
+never learnt); ``in_span`` turns the learnt sine into 1.2 sin(... + 0.2), a change of amplitude and
+phase that the pretrained output layer already spans; ``mix`` adds both.
+
 The same seed gives bit-identical data; base and shifted data are drawn independently.
 """
 
@@ -81,11 +85,22 @@ class _Task:
         return u
 
     def targets(self, u: torch.Tensor, shifted: bool) -> torch.Tensor:
+        """The base sine, or it shifted by ``cfg.shift``: out_of_span adds a new frequency, in_span
+        rescales and rephases the learnt sine, mix adds both with energy shares shift_mix, 1 - shift_mix
+        (the two parts are orthogonal over a period, so the shares add up)."""
         c = self.cfg
         y = torch.sin(c.base_frequency * math.pi * u + self.phi)
-        if shifted:
-            y = y + c.shift_amplitude * torch.cos(c.shift_frequency * math.pi * u + self.psi)
-        return y
+        if not shifted:
+            return y
+        out_of_span = c.shift_amplitude * torch.cos(c.shift_frequency * math.pi * u + self.psi)
+        if c.shift == "out_of_span":
+            return y + out_of_span
+        in_span = c.shift_gain * torch.sin(c.base_frequency * math.pi * u + self.phi + c.shift_phase) - y
+        if c.shift == "in_span":
+            return y + in_span
+        if c.shift == "mix":
+            return y + math.sqrt(c.shift_mix) * out_of_span + math.sqrt(1 - c.shift_mix) * in_span
+        raise ValueError(f"unknown shift {c.shift!r}; choose out_of_span, in_span or mix")
 
     def dataset(self, shifted: bool, generator: torch.Generator) -> Dataset:
         u_train = self.sample_latent(self.cfg.n_train, generator)

@@ -1,0 +1,1 @@
+"""Printed performance measurements (not tests): ``python -m benchmarks.<name>``."""
