@@ -4,10 +4,21 @@ axes that span less than a decade."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
-import matplotlib
+_BACKEND = os.environ.pop("MPLBACKEND", None)  # read before matplotlib's import, which fails on a bad one
 
+import matplotlib  # noqa: E402
+import matplotlib.rcsetup  # noqa: E402
+
+if _BACKEND:
+    try:
+        matplotlib.rcsetup.validate_backend(_BACKEND)
+        os.environ["MPLBACKEND"] = _BACKEND
+    except ValueError:
+        print(f"note: MPLBACKEND={_BACKEND!r} is not a matplotlib backend; drawing with Agg", file=sys.stderr)
 matplotlib.use("Agg")  # figures are files; never need a display
 
 import matplotlib.pyplot as plt  # noqa: E402

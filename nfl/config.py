@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+SEED_MAX = 2**63 - 1  # the largest seed both torch and numpy take
 TaskKind = Literal["fourier_sine", "elementwise_sine"]
 Shift = Literal["out_of_span", "in_span", "mix"]
 Targets = Literal["layer1", "layer2", "all"]
@@ -25,6 +26,26 @@ Targets = Literal["layer1", "layer2", "all"]
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def _require_finite(config: Any) -> None:
+    """Every float setting is finite: nan or inf would only fail deep inside training."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        _require(not isinstance(value, float) or math.isfinite(value), f"{f.name} must be a finite number, got {value}")
+
+
+def _require_seed(name: str, value: int) -> None:
+    _require(0 <= value <= SEED_MAX, f"{name} must be an integer in 0 ... {SEED_MAX}, got {value}")
+
+
+def config_digest(data: dict[str, Any]) -> str:
+    """The short stable hash of a config's dict, as stored in a record's ``config_hash``.
+
+    The adaptation learning rates are left out: they choose which cells run, and each quality cell
+    carries its own lr, so widening the grid reuses the runs already made."""
+    train = {k: v for k, v in data.get("train", {}).items() if k not in ("lr_grid", "adapt_lr")}
+    return hashlib.sha256(json.dumps({**data, "train": train}, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _field(default: Any, help: str, **kwargs: Any) -> Any:
@@ -73,6 +94,8 @@ class TaskConfig:
         return self.n_val if self.n_test is None else self.n_test
 
     def __post_init__(self) -> None:
+        _require_finite(self)
+        _require_seed("task_seed", self.task_seed)
         _require(self.n_train >= 1, f"n_train must be >= 1, got {self.n_train}")
         _require(self.n_val >= 1, f"n_val must be >= 1, got {self.n_val}")
         _require(self.n_test is None or self.n_test >= 1, f"n_test must be >= 1, got {self.n_test}")
@@ -131,6 +154,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        _require_finite(self)
         if self.lr_grid is not None:  # from JSON, a list
             object.__setattr__(self, "lr_grid", tuple(float(lr) for lr in self.lr_grid))
             _require(
@@ -174,19 +198,16 @@ class ExperimentConfig:
         "each adapter alone)",
     )
 
+    def __post_init__(self) -> None:
+        _require_seed("seed", self.seed)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """A short stable hash of every setting, to recognise records made with the same config.
-
-        The adaptation learning rates are left out: they choose which cells run, and each quality
-        cell carries its own lr, so widening the grid reuses the runs already made."""
-        settings = self.to_dict()
-        for name in ("lr_grid", "adapt_lr"):
-            settings["train"].pop(name)
-        blob = json.dumps(settings, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        """A short stable hash of every setting, to recognise records made with the same config
+        (see :func:`config_digest`)."""
+        return config_digest(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:

@@ -15,11 +15,12 @@ from typing import Any, Iterator, Sequence
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from nfl.sweep import Cell, GroupCompute, GroupResult
+from nfl.sweep import Cell, Compute as GroupCompute, Outcome as GroupResult
 
 
-# max_retries covers a lost worker or an out-of-memory kill; retry_exceptions makes an exception count too.
-@ray.remote(max_retries=1, retry_exceptions=True)
+# max_retries: a lost worker or an out-of-memory kill is retried once here. An exception raised by the
+# compute is yielded at once: the driver (nfl.sweep) runs a failed group once more, whatever the back end.
+@ray.remote(max_retries=1)
 def _compute_group(compute: GroupCompute, group: list[Cell]) -> list[dict[str, Any]]:
     return compute(group)
 

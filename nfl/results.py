@@ -1,19 +1,36 @@
-"""Result records: a JSON-lines store with atomic appends, and the environment a record was made in."""
+"""Result records: a JSON-lines store with atomic appends, its repair and its lock; the environment.
+
+A store is one JSON object a line. A line that is not one (torn by a crash, undecodable, edited
+so that its config no longer hashes to its ``config_hash``) or that repeats a cell is *set aside*:
+left out of what is read, with one line saying so, and moved to ``<store>.rejected`` with its line
+number by :meth:`ResultStore.repair`. Nothing is ever deleted.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import platform
 import subprocess
-import warnings
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
+from nfl.config import config_digest
 from nfl.devices import cpu_name
+
+CELL_FIELDS = ("study", "method", "rank", "seed", "width", "device", "config_hash", "lr", "measurement")
+
+
+def record_key(record: dict[str, Any]) -> tuple:
+    """The identity of the cell a record belongs to (the fields of ``nfl.sweep.Cell``)."""
+    return tuple(record.get(name) for name in CELL_FIELDS)
 
 
 def git_commit() -> str | None:
@@ -44,26 +61,119 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     }
 
 
+class StoreWriteError(Exception):
+    """A record could not be written in full; the store holds every earlier record, intact."""
+
+    def __init__(self, path: Path, error: OSError):
+        self.path, self.error = path, error
+        super().__init__(f"could not write a record to {path}: {error.strerror or error}")
+
+
+class DirectoryLocked(Exception):
+    """Another process holds the lock of an output directory."""
+
+    def __init__(self, directory: Path, holder: str):
+        self.directory, self.holder = directory, holder
+        super().__init__(f"{directory} is in use by another run (PID {holder})")
+
+
+_LOCKS: dict[Path, int] = {}  # directory -> descriptor of its lock file, held until the process exits
+
+
+def lock_directory(directory: str | Path) -> None:
+    """Hold an exclusive ``flock`` on ``<directory>/.lock`` (holding it already is fine); the file
+    names the holder's PID. Raises :class:`DirectoryLocked` at once if another process holds it."""
+    key = Path(directory).resolve()
+    if key in _LOCKS:
+        return
+    key.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DirectoryLocked(key, holder) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _LOCKS[key] = fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written; a write that makes no progress is a full disk."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a store: its number, its bytes, and the record or why it was set aside."""
+
+    number: int
+    raw: bytes
+    record: dict[str, Any] | None
+    reason: str | None = None
+
+
+def _parse(number: int, raw: bytes) -> Line:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return Line(number, raw, None, "not valid UTF-8")
+    except json.JSONDecodeError:
+        return Line(number, raw, None, "not complete JSON (a torn write?)")
+    if not isinstance(value, dict):
+        return Line(number, raw, None, f"a JSON {type(value).__name__}, not a record")
+    config, digest = value.get("config"), value.get("config_hash")
+    if config is not None and digest is not None and (not isinstance(config, dict) or config_digest(config) != digest):
+        return Line(number, raw, None, f"its config does not hash to its config_hash {digest}")
+    return Line(number, raw, value)
+
+
 class ResultStore:
     """Append-only JSON lines, one record a line.
 
-    Each record is written with a single ``os.write`` on an O_APPEND descriptor and fsynced, so a
-    crash can at worst leave a truncated last line, which :meth:`records` skips with a warning.
+    Each record is written whole with ``os.write`` on an O_APPEND descriptor (short writes
+    continued, the return value checked) and fsynced. A write that fails is cut back off, so the
+    store keeps only complete records, and raises :class:`StoreWriteError`.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.rejected_path = self.path.with_name(self.path.name + ".rejected")
 
     def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, allow_nan=True) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        data = (json.dumps(record, allow_nan=True) + "\n").encode()
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StoreWriteError(self.path, error) from None
+        try:
+            size = os.fstat(fd).st_size
             # A previous crash may have left a line without its newline: start on a fresh line.
-            if os.fstat(fd).st_size and not self._ends_with_newline():
-                line = b"\n" + line
-            os.write(fd, line)
-            os.fsync(fd)
+            if size and not self._ends_with_newline():
+                data = b"\n" + data
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # drop the partial line: what was there stays valid
+                raise
+        except OSError as error:
+            raise StoreWriteError(self.path, error) from None
         finally:
             os.close(fd)
 
@@ -72,19 +182,66 @@ class ResultStore:
             f.seek(-1, os.SEEK_END)
             return f.read(1) == b"\n"
 
+    def lines(self) -> list[Line]:
+        """Every non-blank line, parsed; a later record of a cell already seen is set aside."""
+        if not self.path.exists():
+            return []
+        out, seen = [], {}
+        for number, raw in enumerate(self.path.read_bytes().split(b"\n"), start=1):
+            if not raw.strip():
+                continue
+            line = _parse(number, raw)
+            if line.record is not None and "failed" not in line.record:
+                key = record_key(line.record)
+                if key in seen:
+                    first = seen[key]
+                    same = "same" if first.record == line.record else "different"
+                    why = f"a second record of the cell on line {first.number} ({same} values)"
+                    line = Line(number, raw, None, why)
+                else:
+                    seen[key] = line
+            out.append(line)
+        return out
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.records())
 
     def records(self) -> list[dict[str, Any]]:
-        """Every complete record; a line that does not parse is skipped with a warning."""
-        if not self.path.exists():
-            return []
-        out = []
-        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                warnings.warn(f"{self.path}:{number}: skipping an incomplete record (interrupted write?)", stacklevel=2)
-        return out
+        """Every good record, in order; one line on stderr says how many lines were set aside."""
+        lines = self.lines()
+        bad = [line for line in lines if line.record is None]
+        if bad:
+            numbers = ", ".join(str(line.number) for line in bad)
+            print(
+                f"warning: {self.path}: {len(bad)} line(s) set aside (line {numbers}: {bad[0].reason}); "
+                f"--resume moves them to {self.rejected_path.name}",
+                file=sys.stderr,
+            )
+        return [line.record for line in lines if line.record is not None]
+
+    def repair(self) -> int:
+        """Move every set-aside line to ``<store>.rejected`` (with its line number and why), then
+        rewrite the store without them atomically (new file, fsync, rename); return how many."""
+        lines = self.lines()
+        bad = [line for line in lines if line.record is None]
+        if not bad:
+            return 0
+        new = self.path.with_name(f".{self.path.name}.repair")
+        try:
+            with self.rejected_path.open("ab") as f:
+                for line in bad:
+                    f.write(f"# line {line.number} of {self.path.name}: {line.reason}\n".encode() + line.raw + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            with new.open("wb") as f:
+                f.write(b"".join(line.raw + b"\n" for line in lines if line.record is not None))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(new, self.path)
+            _fsync_directory(self.path.parent)
+        except OSError as error:
+            raise StoreWriteError(self.path, error) from None
+        numbers = ", ".join(str(line.number) for line in bad)
+        moved = f"{len(bad)} line(s) moved to {self.rejected_path} (line {numbers})"
+        print(f"repaired {self.path}: {moved}", file=sys.stderr)
+        return len(bad)

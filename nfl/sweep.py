@@ -1,12 +1,12 @@
-"""Sweeps that survive: a study is a list of cells, each finished cell one record in the store.
+"""Sweeps that survive: a study is a list of groups of cells, each finished cell one record in the store.
 
-``run_groups`` hands groups of cells not yet stored (with ``resume``) to a back end, appends each
-record the moment its group is finished (the driver alone writes the store), and on SIGINT / SIGTERM
-stops cleanly after the current group with a message saying how to resume. Figures are then drawn
-from the store, so an interrupted run followed by ``--resume`` gives the same figures as an
-uninterrupted one. A back end runs groups in this process (:class:`LocalBackend`) or elsewhere
-(``nfl.ray_backend``); a group it reports as failed is stored with its error and computed again on
-resume.
+A group is the cells computed together (the batched engine trains one (method, rank)'s seeds and
+learning rates in one call). :func:`run_groups` hands the groups not yet stored to a
+:class:`Backend`, and the driver alone appends each group's records the moment they arrive. A
+group whose compute raises is run once more after the others, then recorded as failed with its
+error (``"failed": "<error line>"``) and computed again on ``--resume``. SIGINT / SIGTERM stop
+cleanly after the current group; a second Ctrl-C aborts it. Figures are drawn from the store, so
+an interrupted run followed by ``--resume`` gives the same figures as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, Union
 
 from tqdm import tqdm
 
-from nfl.results import ResultStore
+from nfl.cli import duration, first_line
+from nfl.results import CELL_FIELDS, ResultStore, lock_directory, record_key
 
-CELL_FIELDS = ("study", "method", "rank", "seed", "width", "device", "config_hash", "lr", "measurement")
+__all__ = [
+    "CELL_FIELDS", "Backend", "Cell", "LocalBackend", "SweepInterrupted", "record_key", "run_cells", "run_groups",
+]
 
 
 @dataclass(frozen=True)
@@ -48,35 +51,36 @@ class Cell:
         return asdict(self)
 
 
-def record_key(record: dict[str, Any]) -> tuple:
-    return tuple(record.get(name) for name in CELL_FIELDS)
-
-
-GroupCompute = Callable[[list["Cell"]], list[dict[str, Any]]]
-GroupResult = tuple[list["Cell"], "list[dict[str, Any]] | BaseException"]
+Compute = Callable[[list[Cell]], list[dict[str, Any]]]
+Outcome = tuple[list[Cell], Union[list[dict[str, Any]], BaseException]]
 
 
 class Backend(Protocol):
-    """Where groups are computed: yields each group with its records (or the exception that ended
-    it) as it completes, in any order."""
+    """Where groups are computed. ``run`` yields each group with its records (one per cell, in
+    order) or the exception its compute raised, as groups complete, in any order; it never
+    writes the store. It must be lazy enough that closing the iterator stops further work."""
 
-    def run(self, compute: GroupCompute, groups: Sequence[list[Cell]]) -> Iterator[GroupResult]: ...
+    def run(self, compute: Compute, groups: list[list[Cell]]) -> Iterator[Outcome]: ...
 
 
 class LocalBackend:
-    """One group after another in this process; an exception stops the sweep, as it always has."""
+    """Every group in this process, one after the other."""
 
-    def run(self, compute: GroupCompute, groups: Sequence[list[Cell]]) -> Iterator[GroupResult]:
+    def run(self, compute: Compute, groups: list[list[Cell]]) -> Iterator[Outcome]:
         for group in groups:
-            yield group, compute(group)
+            try:
+                yield group, compute(group)
+            except Exception as error:  # recorded as the group's outcome; interrupts pass through
+                yield group, error
 
 
 class SweepInterrupted(Exception):
-    """Raised after a clean stop on SIGINT / SIGTERM; the finished cells are in the store."""
+    """Raised after a clean stop on SIGINT / SIGTERM (or an abort on a second Ctrl-C); the finished
+    cells are in the store."""
 
-    def __init__(self, saved: int, total: int, store: ResultStore):
-        self.saved, self.total, self.store = saved, total, store
-        super().__init__(f"stopped: {saved} of {total} cells saved in {store.path}")
+    def __init__(self, saved: int, total: int, store: ResultStore, aborted: bool = False):
+        self.saved, self.total, self.store, self.aborted = saved, total, store, aborted
+        super().__init__(f"{'aborted' if aborted else 'stopped'}: {saved} of {total} cells saved in {store.path}")
 
 
 @contextmanager
@@ -90,7 +94,8 @@ def _stop_requests() -> Iterator[list[int]]:
         if requests and signum == signal.SIGINT:
             raise KeyboardInterrupt
         requests.append(signum)
-        print(f"\n{signal.Signals(signum).name}: stopping after the current cell (Ctrl-C again to abort it)", file=sys.stderr)
+        name = signal.Signals(signum).name
+        print(f"\n{name}: stopping after the current group of cells (Ctrl-C again to abort it)", file=sys.stderr)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -104,49 +109,119 @@ def _stop_requests() -> Iterator[list[int]]:
             signal.signal(sig, old)
 
 
-def run_groups(
-    groups: Sequence[list[Cell]],
-    compute: GroupCompute,
-    store: ResultStore,
-    resume: bool = False,
-    desc: str = "cells",
-    backend: Backend | None = None,
-) -> list[dict[str, Any]]:
-    """Compute every cell not already in ``store`` (when ``resume``) in its group, append each record
-    as its group finishes, and return the records of ``groups`` in their order, read back from the
-    store. A failed group's cells are stored with ``error`` and left out of the returned records."""
+def _checked(group: list[Cell], result: list[dict[str, Any]] | BaseException) -> list[dict[str, Any]] | BaseException:
+    """``result`` if it is an exception or one record (a dict) per cell; else the error saying why not."""
+    if isinstance(result, BaseException):
+        return result
+    if not isinstance(result, list) or len(result) != len(group) or not all(isinstance(r, dict) for r in result):
+        return TypeError(f"compute returned {type(result).__name__} for {len(group)} cells, not one dict per cell")
+    return result
+
+
+def _name(group: list[Cell]) -> str:
+    cell = group[0]
+    seeds = ",".join(dict.fromkeys(str(c.seed) for c in group))
+    return f"{cell.method} r={cell.rank} seed {seeds}"
+
+
+def _outcomes(backend: Backend, compute: Compute, groups: list[list[Cell]], desc: str) -> Iterator[Outcome]:
+    """Every group's outcome; a group whose compute fails is run once more, after the others."""
+    retry = []
+    for group, result in backend.run(compute, groups):
+        result = _checked(group, result)
+        if isinstance(result, BaseException):
+            print(f"{desc}: {_name(group)} failed ({first_line(result)}); trying it once more", file=sys.stderr)
+            retry.append(group)
+        else:
+            yield group, result
+    if retry:
+        for group, result in backend.run(compute, retry):
+            yield group, _checked(group, result)
+
+
+def _prepare(store: ResultStore, resume: bool) -> list[dict[str, Any]]:
+    """Move an old store aside (a new run) or repair it (a resumed one); its good records."""
     if not resume and store.path.exists():
         backup = store.path.with_name(f"{store.path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
         store.path.rename(backup)
         print(f"note: previous results moved to {backup} (use --resume to continue them instead)", file=sys.stderr)
+    if resume:
+        store.repair()
+    return store.records()
+
+
+def _announce(desc: str, store: ResultStore, total: int, todo: int, unused: int, estimate: float | None) -> str:
+    """Say up front how many cells there are and how long they should take; the estimate's text."""
+    about = f"about {duration(estimate)} (estimate)" if estimate is not None else "no time estimate"
+    done = f"; {total - todo} already in {store.path}" if todo < total else ""
+    if todo:
+        print(f"{desc}: {todo} of {total} cells to compute, {about}{done}", file=sys.stderr)
+    else:
+        print(f"{desc}: all {total} cells already in {store.path}", file=sys.stderr)
+    if unused:
+        print(
+            f"note: {store.path}: {unused} record(s) made with other settings (config, measurement, device) "
+            "are kept but not reused",
+            file=sys.stderr,
+        )
+    return f"~{duration(estimate)}" if estimate is not None else ""
+
+
+def run_groups(
+    groups: Sequence[Sequence[Cell]],
+    compute: Compute,
+    store: ResultStore,
+    resume: bool = False,
+    desc: str = "cells",
+    backend: Backend | None = None,
+    seconds_per_cell: float | None = None,
+) -> list[dict[str, Any]]:
+    """Compute every cell of ``groups`` not already in ``store`` (when ``resume``), a group at a time
+    (``compute(group)`` returns one record per cell), append each record as it arrives, and return
+    the records of the cells that succeeded, in their order, read back from the store."""
     cells = [cell for group in groups for cell in group]
-    done = {record_key(r) for r in store.records() if "error" not in r}
-    todo = [kept for kept in ([c for c in group if c.key() not in done] for group in groups) if kept]
-    left = sum(map(len, todo))
-    if resume and left < len(cells):
-        print(f"resuming: {len(cells) - left} of {len(cells)} cells already in {store.path}", file=sys.stderr)
-    failed = 0
-    results = (backend or LocalBackend()).run(compute, todo)
-    with _stop_requests() as stop, tqdm(total=left, desc=desc, unit="cell", file=sys.stderr, leave=False) as bar:
+    if not cells:
+        return []
+    lock_directory(store.path.parent)
+    wanted = {cell.key() for cell in cells}
+    records = _prepare(store, resume)
+    done = {record_key(r) for r in records if "failed" not in r}
+    todo = [pending for pending in ([c for c in group if c.key() not in done] for group in groups) if pending]
+    count = sum(map(len, todo))
+    unused = sum(1 for r in records if "failed" not in r and record_key(r) not in wanted)
+    total_s = None if seconds_per_cell is None else seconds_per_cell * count
+    estimate = _announce(desc, store, len(cells), count, unused, total_s)
+    saved, failed = len(cells) - count, 0
+    label = f"{desc} {estimate}".strip()
+    with _stop_requests() as stop, tqdm(total=count, desc=label, unit="cell", file=sys.stderr, leave=False) as bar:
+        outcomes = _outcomes(backend or LocalBackend(), compute, [list(g) for g in todo], desc)
         try:
-            for group, result in results:
+            for group, result in outcomes:
                 if isinstance(result, BaseException):
+                    error = first_line(result)
+                    for cell in group:
+                        store.append({**cell.to_dict(), "failed": error})
                     failed += len(group)
-                    error = f"{type(result).__name__}: {result}".splitlines()[0]
-                    where = f"{desc} {group[0].method} r={group[0].rank} ({len(group)} cells)"
-                    print(f"failed: {where}: {error}", file=sys.stderr)
-                    result = [{"error": error}] * len(group)
-                for cell, record in zip(group, result):
-                    store.append({**cell.to_dict(), **record})
+                    print(f"{desc}: {_name(group)} failed again ({error}); recorded as failed", file=sys.stderr)
+                else:
+                    for cell, record in zip(group, result):
+                        store.append({**cell.to_dict(), **record})
+                    saved += len(group)
                 bar.update(len(group))
-                if stop and bar.n < left:
-                    raise SweepInterrupted(len(cells) - left + bar.n - failed, len(cells), store)
+                bar.set_postfix_str(_name(group))
+                if stop:
+                    raise SweepInterrupted(saved, len(cells), store)
+        except KeyboardInterrupt:
+            raise SweepInterrupted(saved, len(cells), store, aborted=True) from None
         finally:
-            results.close()  # a remote back end cancels what is still outstanding
+            outcomes.close()
     if failed:
-        print(f"{failed} cells failed; their errors are in {store.path}, --resume computes them again", file=sys.stderr)
-    wanted = {c.key() for c in cells}
-    found = {record_key(r): r for r in store.records() if record_key(r) in wanted and "error" not in r}
+        why = "their records say why; --resume computes them again"
+        print(f"note: {failed} of {len(cells)} cells failed; {why}", file=sys.stderr)
+    found: dict[tuple, dict[str, Any]] = {}
+    for record in store.records():
+        if "failed" not in record and record_key(record) in wanted:
+            found.setdefault(record_key(record), record)
     return [found[c.key()] for c in cells if c.key() in found]
 
 
@@ -156,6 +231,9 @@ def run_cells(
     store: ResultStore,
     resume: bool = False,
     desc: str = "cells",
+    backend: Backend | None = None,
+    seconds_per_cell: float | None = None,
 ) -> list[dict[str, Any]]:
-    """``run_groups`` with one cell a group, in this process."""
-    return run_groups([[cell] for cell in cells], lambda group: [compute(group[0])], store, resume, desc)
+    """:func:`run_groups` with one cell a group: ``compute(cell)`` returns its record."""
+    groups = [[cell] for cell in cells]
+    return run_groups(groups, lambda group: [compute(group[0])], store, resume, desc, backend, seconds_per_cell)

@@ -121,7 +121,13 @@ def report(records: list[dict[str, Any]]) -> str:
     base = np.mean([r["summary"]["pretrained_base_val_loss"] for r in records])
     zero = np.mean([r["summary"]["base_zero_loss"] for r in records])
     shifted_zero = np.mean([r["summary"]["shifted_zero_loss"] for r in records])
-    verdict = "learnt the base task" if base < zero else "NO BETTER THAN PREDICTING ZERO: the results below mean little"
+    share = base / zero  # "learnt" needs at most half the zero predictor's loss, not merely below it
+    if share <= 0.5:
+        verdict = f"learnt the base task: {share:.0%} of the zero predictor's loss"
+    elif share < 1:
+        verdict = f"NOT CLEARLY LEARNT: {share:.0%} of the zero predictor's loss; learnt needs <= 50%"
+    else:
+        verdict = "NO BETTER THAN PREDICTING ZERO: the results below mean little"
     header = (
         f"pretrained model, base task: validation loss {base:.4f} vs zero predictor {zero:.4f} ({verdict})\n"
         f"shifted task: zero-predictor validation loss {shifted_zero:.4f}\n"

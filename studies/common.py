@@ -12,10 +12,11 @@ from typing import Any, Callable, Sequence
 import torch
 
 import adapters
+from nfl import cli
 from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv
-from nfl.results import ResultStore, environment
+from nfl.results import DirectoryLocked, ResultStore, StoreWriteError, environment, lock_directory
 from nfl.seeds import Run
-from nfl.stats import format_mean_ci, mean_ci
+from nfl.stats import format_mean_ci
 from nfl.sweep import Backend, Cell, LocalBackend, SweepInterrupted, run_groups
 from nfl.tasks import TaskData, make_task_data
 from nfl.threads import default_threads
@@ -26,7 +27,7 @@ SWEEP_RANKS = (1, 2, 4, 8, 16, 32, 64)
 
 def study_parser(name: str, description: str, ranks_help: str = "each method's default rank") -> argparse.ArgumentParser:
     """The flags of docs/design.md's conventions plus one flag per experiment setting."""
-    parser = argparse.ArgumentParser(prog=f"python -m studies.{name}", description=description)
+    parser = cli.Parser(prog=f"python -m studies.{name}", description=description)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: CUDA when available)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...); default 3")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one): " + ",".join(adapters.names()))
@@ -60,30 +61,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def parse_methods(text: str | None) -> list[str]:
-    """The methods named on the command line (all registered ones by default), validated."""
-    if text is None:
-        return adapters.names()
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    if not methods:
-        raise ValueError("--methods names no method")
-    for method in methods:
-        adapters.get(method)  # raises ValueError listing the available ones
-    return list(dict.fromkeys(methods))
-
-
-def parse_ranks(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        ranks = [int(r) for r in text.split(",") if r.strip()]
-    except ValueError:
-        raise ValueError(f"--ranks takes comma-separated integers, got {text!r}") from None
-    if not ranks:
-        raise ValueError("--ranks names no rank")
-    return list(dict.fromkeys(ranks))
-
-
 def make_backend(name: str, address: str | None) -> Backend:
     """The back end ``--backend`` names; Ray is imported only when it is asked for."""
     if name == "local":
@@ -108,36 +85,42 @@ class StudySetup:
         args = parser.parse_args(self.argv)
         try:
             self.config: ExperimentConfig = config_from_args(args)
-            if args.seeds < 1:
-                raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
-            if args.threads is not None and args.threads < 1:
-                raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+            self.seeds = cli.seeds("--seeds", self.config.seed, args.seeds)[: 1 if args.quick else None]
+            cli.threads("--threads", args.threads)
             for path in args.adapter_module:
                 adapters.load_module(path)
-            self.methods = parse_methods(args.methods)
-            self.ranks = parse_ranks(args.ranks) or (list(default_ranks) if default_ranks else None)
+            self.methods = cli.methods("--methods", args.methods, adapters.names(), adapters.get)
+            self.ranks = cli.ranks("--ranks", args.ranks) or (list(default_ranks) if default_ranks else None)
             self.device = resolve_device(args.device)
+            if not args.out.strip():
+                raise ValueError("--out: must name a directory, got an empty string")
             self.out = Path(args.out)
             if self.out.exists() and not self.out.is_dir():
-                raise ValueError(f"--out {self.out} is a file, not a directory")
+                raise ValueError(f"--out: {self.out} is a file, not a directory")
             self._strict = args.ranks is not None and len(self.ranks) == 1
-            self.method_ranks = self.plan(self.ranks)
+            cli.check_memory("--width", cli.run_memory(self.config), self.device)
             self.backend = make_backend(args.backend, args.ray_address)
         except ValueError as error:
-            parser.error(str(error))  # one line on stderr, exit status 2
+            cli.fail(cli.flag_message(str(error)))
+        self._notices: list[str] = []  # printed before the first cell, so a rejected input gets one line
+        self.method_ranks = self.plan(self.ranks)
         self.args = args
         # Small models want one thread (nfl.threads); --threads overrides, and records keep the number.
         torch.set_num_threads(args.threads or default_threads(self.config.model.width))
         self.engine = args.engine
         self.quick = args.quick
-        self.seeds = [self.config.seed + i for i in range(1 if args.quick else args.seeds)]
         grid = self.config.train.adaptation_lrs
         self.lrs = quick_grid(grid) if args.quick else list(grid)
         self._pretrained: dict[int, tuple[TaskData, torch.nn.Module, History]] = {}
+        self._out_ready = False
+        self._step_s: float | None = None
+        sys.excepthook = cli.one_line_errors(self.saved)
 
     def plan(self, ranks: Sequence[int] | None) -> dict[str, list[int | None]]:
         """method -> the ranks it runs at (``None``: its default rank). A rank a method cannot
-        take is an error when it is the only rank asked for, else skipped with a one-line notice."""
+        take is an error when it is the only rank asked for, else skipped with a one-line notice; a
+        method left with no rank at all is an error (exit 2)."""
+        width = self.config.model.width
         shapes = Run(self.config, self.config.seed).shapes()
         plan: dict[str, list[int | None]] = {}
         for method in self.methods:
@@ -151,10 +134,14 @@ class StudySetup:
                     spec.check(shapes, rank)
                 except ValueError as error:
                     if self._strict:
-                        raise
-                    print(f"skipping {method} at rank {rank}: {error}", file=sys.stderr)
+                        cli.fail(f"--ranks: {error}")
+                    self._notices.append(f"skipping {method} at rank {rank}: {error}")
+                    reason = error
                 else:
                     plan[method].append(rank)
+            if not plan[method]:
+                which = "any rank of --ranks" if ranks else f"its default rank {spec.default_rank}"
+                cli.fail(f"--methods: {method} cannot run at {which} with width {width} ({reason})")
         return plan
 
     def rerun_command(self, cell: Cell) -> str:
@@ -214,7 +201,12 @@ class StudySetup:
         """Run ``groups`` into ``<out>/<study>.jsonl``, each group's missing cells computed in one
         ``compute(cells)`` call (the batched engine trains them together) on the chosen back end;
         every record also gets the config and the environment it was computed in (a Ray worker's
-        node, not the driver's). Exits 130 with a resume hint if interrupted."""
+        node, not the driver's). Exits 130 with a resume hint if interrupted, 1 with one line if a
+        record cannot be written."""
+        cells = [cell for group in groups for cell in group]
+        if not cells:
+            return []
+        self.prepare_out()
         config, command, threads = self.config.to_dict(), self.command(), self.args.threads
 
         def compute_group(group: list[Cell]) -> list[dict[str, Any]]:
@@ -224,14 +216,48 @@ class StudySetup:
             return [{**record, **context, "rerun": self.rerun_command(c)} for c, record in zip(group, compute(group))]
 
         if not isinstance(self.backend, LocalBackend):
-            for seed in sorted({c.seed for group in groups for c in group}):
+            for seed in sorted({c.seed for c in cells}):
                 self.pretrained(seed)  # once per seed, here; the back end ships them with compute_group
         store = ResultStore(self.out / f"{study}.jsonl")
         try:
-            return run_groups(groups, compute_group, store, self.args.resume, desc=study, backend=self.backend)
+            return run_groups(groups, compute_group, store, self.args.resume, desc=study, backend=self.backend,
+                              seconds_per_cell=self.cell_seconds(cells))
         except SweepInterrupted as stop:
             print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
             raise SystemExit(130) from None
+        except StoreWriteError as error:
+            print(f"nfl: error: {error}; {self.saved()}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    def prepare_out(self) -> None:
+        """Before the first cell: create --out, prove it writable and lock it (exit 2 if not)."""
+        if self._out_ready:
+            return
+        for notice in dict.fromkeys(self._notices):
+            print(notice, file=sys.stderr)
+        try:
+            cli.writable_dir("--out", str(self.out))
+            lock_directory(self.out)
+        except ValueError as error:
+            cli.fail(str(error))
+        except DirectoryLocked as error:
+            cli.fail(f"--out: {error}; wait for it to finish or choose another --out")
+        self._out_ready = True
+
+    def cell_seconds(self, cells: list[Cell]) -> float:
+        """An estimate of one cell's time: its adaptation steps plus its share of pretraining, at a
+        measured step time (twice it, for the evaluation after every step)."""
+        if self._step_s is None:
+            self._step_s = cli.step_seconds(self.config, self.device)
+        train = self.config.train
+        seeds = len({c.seed for c in cells})
+        return 2 * self._step_s * (train.adapt_epochs + train.pretrain_epochs * seeds / len(cells))
+
+    def saved(self) -> str:
+        """What a stopped run keeps, and how to go on: for one-line errors."""
+        stores = sorted(self.out.glob("*.jsonl")) if self.out.is_dir() else []
+        count = sum(line.record is not None for store in stores for line in ResultStore(store).lines())
+        return f"{count} cells saved in {self.out}; resume with: {self.command(resume=True)}"
 
 
 def quick_grid(grid: Sequence[float]) -> list[float]:

@@ -18,6 +18,7 @@ import torch
 import adapters
 from figures.efficiency import cost_figure
 from figures.style import save
+from nfl import cli
 from nfl.model import target_layer_names
 from nfl.devices import cpu_name
 from nfl.results import ResultStore, environment
@@ -78,6 +79,7 @@ def run_timed(
     settings = timing_settings(setup)
     cells = [dataclasses.replace(c, measurement=settings.measurement())
              for c in setup.cells(study, setup.seeds[:1], plan)]
+    setup.prepare_out()
     env, config = environment(setup.device), setup.config.to_dict()
     env["cpu_threads"] = settings.threads  # the threads the timings ran with, not the study's
     timers: dict[Cell, tuple[BlockTimer, dict]] = {}
@@ -115,6 +117,8 @@ def prepare(setup: StudySetup, cell: Cell) -> tuple[Callable[[], Any], dict]:
 
 def run(setup: StudySetup, plan: dict | None = None) -> list[dict[str, Any]]:
     """Every adapter method over the ranks (full fine-tuning initialises nothing and is left out)."""
+    if plan is None and all(adapters.get(m).adapter is None for m in setup.methods):
+        cli.fail("--methods: init_time times adapters; full fine-tuning initialises nothing, so name an adapter")
     plan = setup.method_ranks if plan is None else plan
     plan = {m: r for m, r in plan.items() if adapters.get(m).adapter is not None}
     return run_timed(setup, "init_time", plan, lambda cell: prepare(setup, cell))

@@ -59,7 +59,7 @@ def test_cuda_groups_ask_for_one_gpu_each() -> None:
     assert (_gpus(cells(2, "cuda")), _gpus(cells(2, "cuda:1")), _gpus(cells(2))) == (1, 1, 0)
 
 
-def test_a_task_that_raises_is_retried_once_then_yielded_as_its_error(address: str, tmp_path: Path) -> None:
+def test_a_task_that_raises_is_yielded_as_its_error_and_retried_once_by_the_driver(address: str, tmp_path: Path) -> None:
     attempts = tmp_path / "attempts"
 
     def compute(group: list[Cell]) -> list[dict]:
@@ -69,7 +69,11 @@ def test_a_task_that_raises_is_retried_once_then_yielded_as_its_error(address: s
 
     [(group, error)] = list(RayBackend().run(compute, [cells(1)]))
     assert isinstance(error, ValueError) and "rank 1 cannot" in str(error)
-    assert attempts.read_text() == "xx"
+    assert attempts.read_text() == "x"  # the back end does not retry an exception ...
+    store = ResultStore(tmp_path / "demo.jsonl")
+    assert run_groups([cells(1)], compute, store, backend=RayBackend()) == []
+    assert attempts.read_text() == "xxx"  # ... the driver runs the group once more, then records it failed
+    assert store.records()[0]["failed"] == "ValueError: rank 1 cannot"
 
 
 def test_closing_the_sweep_cancels_the_outstanding_tasks(address: str) -> None:
@@ -122,7 +126,7 @@ def test_a_failing_task_is_recorded_as_failed_and_the_sweep_goes_on(address: str
     records = setup.run_groups("adaptability", compute, setup.groups("adaptability"))
     assert [r["method"] for r in records] == ["lora", "dora"]
     stored = {r["method"]: r for r in read(tmp_path / "adaptability.jsonl")}
-    assert stored["vera"]["error"] == "RuntimeError: CUDA out of memory (simulated)"
+    assert stored["vera"]["failed"] == "RuntimeError: CUDA out of memory (simulated)"
     assert "summary" in stored["lora"] and "summary" in stored["dora"]
 
 

@@ -13,7 +13,7 @@ import pytest
 import adapters
 from figures.curves import loss_curves_figure
 from nfl.results import ResultStore
-from nfl.sweep import Cell, SweepInterrupted, run_cells
+from nfl.sweep import Cell, SweepInterrupted, run_cells, run_groups
 from studies import adaptability, init_time
 
 TINY = ["--pretrain-epochs", "10", "--adapt-epochs", "3", "--width", "8"]
@@ -42,17 +42,74 @@ def test_interrupt_then_resume_computes_each_cell_exactly_once(tmp_path: Path) -
     assert [r["summary"]["value"] for r in records] == [10, 20, 30, 40]
 
 
-def test_a_torn_last_line_is_skipped_with_a_warning_and_recomputed(tmp_path: Path) -> None:
+def test_groups_are_computed_together_and_a_resumed_group_only_for_its_missing_cells(tmp_path: Path) -> None:
+    store, calls = ResultStore(tmp_path / "demo.jsonl"), []
+    groups = [cells(4)[:2], cells(4)[2:]]
+
+    def compute(group: list[Cell]) -> list[dict]:
+        calls.append([c.rank for c in group])
+        return [{"summary": {"value": c.rank}} for c in group]
+
+    run_groups(groups[:1], compute, store)
+    store.path.write_text(store.path.read_text().splitlines()[0] + "\n")  # cell 2 lost
+    records = run_groups(groups, compute, store, resume=True)
+    assert calls == [[1, 2], [2], [3, 4]]
+    assert [r["summary"]["value"] for r in records] == [1, 2, 3, 4]
+
+
+class Shuffled:
+    """A backend that finishes groups in reverse order, as a cluster may."""
+
+    def run(self, compute, groups):
+        for group in reversed(groups):
+            yield group, compute(group)
+
+
+def test_a_backend_may_finish_groups_in_any_order(tmp_path: Path) -> None:
     store = ResultStore(tmp_path / "demo.jsonl")
-    run_cells(cells(2), lambda c: {"summary": {"value": c.rank}}, store)
-    with store.path.open("a") as f:
-        f.write('{"study": "demo", "method": "lora", "rank": 3, "se')  # a crash mid-write
+    records = run_cells(cells(3), lambda c: {"summary": {"value": c.rank}}, store, backend=Shuffled())
+    assert [r["rank"] for r in store.records()] == [3, 2, 1]  # appended as they arrived
+    assert [r["rank"] for r in records] == [1, 2, 3]  # returned in the cells' order
+
+
+def test_a_failing_group_is_retried_once_then_recorded_as_failed_and_resumed(tmp_path: Path, capsys) -> None:
+    store, attempts = ResultStore(tmp_path / "demo.jsonl"), []
+
+    def flaky(cell: Cell, fail_times: int) -> dict:
+        attempts.append(cell.rank)
+        if cell.rank == 2 and attempts.count(2) <= fail_times:
+            raise RuntimeError("CUDA out of memory\nsecond line")
+        return {"summary": {"value": cell.rank}}
+
+    records = run_cells(cells(3), lambda c: flaky(c, 1), store)
+    assert attempts == [1, 2, 3, 2] and [r["rank"] for r in records] == [1, 2, 3]  # retried once, after the others
+
+    attempts.clear()
+    store = ResultStore(tmp_path / "again.jsonl")
+    records = run_cells(cells(3), lambda c: flaky(c, 2), store)
+    assert attempts == [1, 2, 3, 2] and [r["rank"] for r in records] == [1, 3]
+    failed = [r for r in store.records() if "failed" in r]
+    assert [(r["rank"], r["failed"]) for r in failed] == [(2, "RuntimeError: CUDA out of memory")]
+    assert "note: 1 of 3 cells failed" in capsys.readouterr().err
+    records = run_cells(cells(3), lambda c: flaky(c, 0), store, resume=True)
+    assert [r["rank"] for r in records] == [1, 2, 3]  # the failed cell computed again on resume
+
+
+def test_a_compute_that_returns_the_wrong_number_of_records_fails_its_group(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "demo.jsonl")
+    assert run_groups([cells(2)], lambda group: [{"summary": {}}], store) == []
+    assert [r["failed"] for r in store.records()] == ["TypeError: compute returned list for 2 cells, not one dict per cell"] * 2
+
+
+def test_a_record_measured_otherwise_is_not_reused_and_said_so(tmp_path: Path, capsys) -> None:
+    store = ResultStore(tmp_path / "demo.jsonl")
+    quick = [Cell("demo", "lora", 2, 1, 8, "cpu", "abc", measurement="quick threads=2")]
+    full = [Cell("demo", "lora", 2, 1, 8, "cpu", "abc", measurement="full threads=1")]
+    run_cells(quick, lambda c: {"summary": {"value": 1}}, store)
     computed = []
-    with pytest.warns(UserWarning, match="skipping an incomplete record"):
-        records = run_cells(cells(3), lambda c: computed.append(c.rank) or {"summary": {"value": c.rank}}, store, resume=True)
-    assert computed == [3] and [r["rank"] for r in records] == [1, 2, 3]
-    with pytest.warns(UserWarning):
-        assert [r["rank"] for r in store.records()] == [1, 2, 3]  # the new record starts on its own line
+    records = run_cells(full, lambda c: computed.append(c) or {"summary": {"value": 2}}, store, resume=True)
+    assert computed == full and [r["summary"]["value"] for r in records] == [2]
+    assert "1 record(s) made with other settings (config, measurement, device) are kept but not reused" in capsys.readouterr().err
 
 
 def test_a_new_run_without_resume_keeps_the_old_results(tmp_path: Path) -> None:
@@ -91,11 +148,11 @@ def test_cli_interrupt_prints_how_to_resume_and_resume_gives_the_same_records(tm
 BAD_INPUTS = [
     (["--methods", "lora,nope"], "unknown method 'nope'; available: full, lora"),
     (["--methods", "miss_e", "--ranks", "9"], "MiSS^e needs 1 <= rank <= in_features = 8, got 9"),
-    (["--seeds", "0"], "--seeds must be a positive integer, got 0"),
-    (["--width", "0"], "width must be a positive integer, got 0"),
+    (["--seeds", "0"], "--seeds: must be an integer in 1 ..."),
+    (["--width", "0"], "width: must be a positive integer, got 0"),
     (["--device", "tpu"], "unknown device 'tpu'; choose auto, cpu or cuda"),
-    (["--ranks", "two"], "--ranks takes comma-separated integers"),
-    (["--lr", "-1"], "lr must be > 0"),
+    (["--ranks", "two"], "--ranks: takes comma-separated ranks"),
+    (["--lr", "-1"], "lr: must be > 0"),
 ]
 
 
