@@ -61,7 +61,7 @@ def test_a_rejected_input_is_one_line_exit_2_and_writes_nothing(study, args, mes
 @pytest.mark.parametrize("make", [lambda p: "/proc/nfl-x", lambda p: str(p / "a-file" / "below"), lambda p: ""])
 def test_an_unwritable_or_empty_out_is_rejected_before_any_cell(make, tmp_path, capsys, monkeypatch) -> None:
     (tmp_path / "a-file").write_text("mine")
-    monkeypatch.setattr(init_time, "compute", lambda *a: pytest.fail("a cell was computed"))
+    monkeypatch.setattr(init_time, "prepare", lambda *a: pytest.fail("a cell was computed"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
         init_time.main([*TINY, "--methods", "lora", "--out", make(tmp_path)])
@@ -76,34 +76,35 @@ def test_duplicate_methods_and_ranks_are_dropped_with_a_notice(tmp_path, capsys)
     assert "note: --methods: dropped duplicate method(s) lora" in err
     assert "note: --ranks: dropped duplicate rank(s) 2" in err
     rows = [json.loads(line) for line in (tmp_path / "init_time.jsonl").read_text().splitlines()]
-    assert [(r["method"], r["rank"]) for r in rows] == [("lora", 2), ("lora", 1)]
+    assert list(dict.fromkeys((r["method"], r["rank"]) for r in rows)) == [("lora", 2), ("lora", 1)]  # per round
 
 
 def test_a_large_sweep_is_announced_with_its_cells_and_time_before_the_first(tmp_path, capsys, monkeypatch) -> None:
-    def first_cell(setup, cell):
+    def first_group(setup, cells):
         assert "20000 of 20000 cells to compute, about" in capsys.readouterr().err
-        os.kill(os.getpid(), signal.SIGINT)  # stop cleanly: the announcement is what is checked
-        return {"summary": {}}
+        raise SystemExit(99)  # the announcement, before any cell, is what is checked
 
-    monkeypatch.setattr(adaptability, "compute", first_cell)
+    monkeypatch.setattr(adaptability, "compute_group", first_group)
     with pytest.raises(SystemExit) as exit_:
-        adaptability.main([*TINY[:-1], "--seeds", "10000", "--methods", "full,lora", "--out", str(tmp_path)])
-    assert exit_.value.code == 130 and "stopped: 1 of 20000 cells saved" in capsys.readouterr().err
+        adaptability.main([*TINY[:-1], "--seeds", "10000", "--adapt-lr", "1e-2", "--methods", "full,lora",
+                           "--out", str(tmp_path)])
+    assert exit_.value.code == 99
 
 
 def test_ctrl_c_twice_aborts_with_one_line(tmp_path, capsys, monkeypatch) -> None:
-    def twice(setup, cell):
+    def twice(setup, cells):
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
         pytest.fail("the second Ctrl-C did not abort the cell")
 
-    monkeypatch.setattr(adaptability, "compute", twice)
+    monkeypatch.setattr(adaptability, "compute_group", twice)
     with pytest.raises(SystemExit) as exit_:
-        adaptability.main([*TINY, "--methods", "full,lora", "--out", str(tmp_path)])
+        adaptability.main([*TINY, "--adapt-lr", "1e-2", "--methods", "full,lora", "--out", str(tmp_path)])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("aborted")]
     assert exit_.value.code == 130
     assert err == [f"aborted: 0 of 2 cells saved in {tmp_path / 'adaptability.jsonl'}; resume with: "
-                   f"python -m studies.adaptability {' '.join(TINY)} --methods full,lora --out {tmp_path} --resume"]
+                   f"python -m studies.adaptability {' '.join(TINY)} --adapt-lr 1e-2 --methods full,lora --out {tmp_path} "
+                   "--resume"]
 
 
 def test_an_interrupt_or_failed_write_outside_a_sweep_is_one_line(capsys) -> None:
@@ -127,8 +128,8 @@ def test_a_bad_mplbackend_falls_back_to_agg_with_a_notice() -> None:
 
 
 def summary(base: float, zero: float) -> dict:
-    keys = ("min_val_loss", "final_val_loss", "forgetting_base_val_loss")
-    return {"method": "lora", "rank": 2, "summary": {"pretrained_base_val_loss": base, "base_zero_loss": zero,
+    keys = ("min_val_loss", "test_loss", "selected_step", "forgetting_base_test_loss")
+    return {"method": "lora", "rank": 2, "lr": 1e-3, "summary": {"pretrained_base_val_loss": base, "base_zero_loss": zero,
             "shifted_zero_loss": 0.5, "trainable_params": 32, "diverged_at": None, **dict.fromkeys(keys, 0.4)}}
 
 
@@ -145,23 +146,22 @@ def test_report_prints_tables_and_redraws_figures_without_computing(tmp_path, ca
     adaptability.main([*TINY, "--methods", "full,lora", "--out", str(tmp_path)])
     printed = capsys.readouterr().out.split("\n\nrecords:")[0]
     (tmp_path / "adaptability_loss.png").unlink()
-    monkeypatch.setattr(adaptability, "compute", lambda *a: pytest.fail("the report computed a cell"))
+    monkeypatch.setattr(adaptability, "compute_group", lambda *a: pytest.fail("the report computed a cell"))
     report.main(["--out", str(tmp_path), "--format", "markdown"])
     assert printed in capsys.readouterr().out  # the study's own table, again
     assert (tmp_path / "adaptability_loss.png").stat().st_size > 1000
-    assert "| LoRA | 2 | 32 | 1 |" in (tmp_path / "summary.md").read_text()
+    assert "| LoRA | 2 | 64 |" in (tmp_path / "summary.md").read_text()
     report.main(["--out", str(tmp_path), "--format", "csv"])
-    assert (tmp_path / "summary.csv").read_text().splitlines()[0].startswith("table,method,rank,params,seeds")
+    assert (tmp_path / "summary.csv").read_text().splitlines()[0].startswith("table,method,rank,params,lr,seeds,test loss")
 
 
 def test_a_quick_timing_record_is_not_reused_by_a_full_run(tmp_path, capsys) -> None:
     from studies import train_time
 
-    argv = ["--width", "8", "--pretrain-epochs", "5", "--adapt-epochs", "3", "--methods", "lora", "--ranks", "2"]
+    argv = ["--width", "8", "--pretrain-epochs", "5", "--adapt-epochs", "3", "--methods", "lora", "--ranks", "2",
+            "--rounds", "2"]
     train_time.main([*argv, "--quick", "--out", str(tmp_path)])
-    if json.loads((tmp_path / "train_time.jsonl").read_text())["measurement"] is None:
-        pytest.xfail("timing cells do not name their measurement yet (Cell.measurement, issue #13)")
     train_time.main([*argv, "--threads", "1", "--resume", "--out", str(tmp_path)])
     rows = [json.loads(line) for line in (tmp_path / "train_time.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and rows[1]["timing"]["num_threads"] == 1
+    assert [r["measurement"].split(",")[0] for r in rows] == ["quick", "quick", "full", "full"]  # two rounds each
     assert "made with other settings" in capsys.readouterr().err
