@@ -15,9 +15,6 @@ import numpy as np
 import torch
 
 import adapters
-from figures.curves import loss_curves_figure
-from figures.records import diverged_note
-from figures.style import save
 from nfl import seeds
 from nfl.batched import can_batch, train_batched
 from nfl.params import count_trainable
@@ -141,6 +138,9 @@ def report(records: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("adaptability", __doc__.splitlines()[0])
     setup = StudySetup(parser, argv)
+    from figures.curves import loss_curves_figure
+    from figures.records import diverged_note
+    from figures.style import save  # here: matplotlib costs a second of every start-up
     records = run(setup)
     shifted_zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in records]))
     title = f"preset {setup.config.preset}, width {setup.config.model.width}, {len(setup.seeds)} seed(s)"

@@ -24,9 +24,6 @@ import torch
 from torch import nn
 
 import adapters
-from figures.anatomy import anatomy_figure, subspace_figure
-from figures.records import diverged_note
-from figures.style import save
 from nfl.subspace import (
     amplification,
     bottom_left_singular_vectors,
@@ -145,6 +142,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     cli = parser()
     setup = StudySetup(cli, argv)
+    from figures.anatomy import anatomy_figure, subspace_figure
+    from figures.records import diverged_note
+    from figures.style import save  # here: matplotlib costs a second of every start-up
     if setup.args.subspace_rank < 1:
         cli.error(f"--subspace-rank must be a positive integer, got {setup.args.subspace_rank}")
     records = at_tuned_lr(run(setup, setup.args.subspace_rank))  # ΔW of each method at its tuned lr

@@ -14,8 +14,6 @@ from typing import Any, Sequence, get_args
 
 import numpy as np
 
-from figures.claims import no_free_lunch_figure
-from figures.style import save
 from nfl.claims import (
     CLAIMS, RULE, Claim, Effect, Part, bootstrap_effect, combine, median_ratio, verdict, welch_difference,
 )
@@ -169,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help=f"comma-separated shift families (default: {','.join(SHIFTS)})")
     parser.add_argument("--widths", default="64,128", help="comma-separated MLP widths (default: 64,128)")
     setup = StudySetup(parser, argv)
+    from figures.claims import no_free_lunch_figure
+    from figures.style import save  # here: matplotlib costs a second of every start-up
     try:
         shifts = [s for s in setup.args.shifts.split(",") if s]
         widths = [int(w) for w in setup.args.widths.split(",") if w]

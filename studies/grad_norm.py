@@ -11,9 +11,6 @@ import math
 from typing import Any, Sequence
 
 import adapters
-from figures.grad_norm import grad_norm_figure
-from figures.records import diverged_note
-from figures.style import save
 from nfl.params import count_trainable
 from nfl.sweep import Cell
 from nfl.training import initial_gradient_norms, prepare
@@ -52,6 +49,9 @@ def summary(records: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("grad_norm", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+    from figures.grad_norm import grad_norm_figure
+    from figures.records import diverged_note
+    from figures.style import save  # here: matplotlib costs a second of every start-up
     records = run(setup)
     paths = save(grad_norm_figure(records, setup.config), setup.out / "grad_norm", diverged_note(records))
     print(summary(records))

@@ -16,8 +16,6 @@ import numpy as np
 import torch
 
 import adapters
-from figures.efficiency import cost_figure
-from figures.style import save
 from nfl import cli
 from nfl.model import target_layer_names
 from nfl.devices import cpu_name
@@ -164,6 +162,8 @@ def timing_main(
                         help=f"interleaved rounds, each timing every cell once "
                              f"(default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick)")
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+    from figures.efficiency import cost_figure
+    from figures.style import save  # here: matplotlib costs a second of every start-up
     if setup.args.rounds is not None and setup.args.rounds < 1:
         parser.error(f"--rounds must be a positive integer, got {setup.args.rounds}")
     records = run(setup)

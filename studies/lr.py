@@ -14,8 +14,6 @@ from typing import Any, Sequence
 import numpy as np
 
 import adapters
-from figures.lr import lr_figure, sharpness_figure
-from figures.style import save
 from nfl.selection import tune
 from studies import adaptability
 from studies.common import StudySetup, format_table, quality_cell, study_parser
@@ -73,6 +71,8 @@ def sharpness_points(records: list[dict[str, Any]]) -> tuple[list[tuple[str, flo
 
 def main(argv: Sequence[str] | None = None) -> None:
     setup = StudySetup(study_parser("lr", __doc__.splitlines()[0]), argv)
+    from figures.lr import lr_figure, sharpness_figure
+    from figures.style import save  # here: matplotlib costs a second of every start-up
     records = adaptability.run(setup)
     cfg = setup.config
     title = f"preset {cfg.preset}, width {cfg.model.width}, {len(setup.seeds)} seed(s)"

@@ -14,10 +14,6 @@ from typing import Any, Sequence
 import numpy as np
 
 import adapters
-from figures.grad_norm import grad_norm_figure
-from figures.pareto import figure2, pareto_figure
-from figures.records import diverged_note
-from figures.style import save
 from nfl.nodes import by_node_kind
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
@@ -55,6 +51,10 @@ def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("pareto", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+    from figures.grad_norm import grad_norm_figure
+    from figures.pareto import figure2, pareto_figure
+    from figures.records import diverged_note
+    from figures.style import save  # here: matplotlib costs a second of every start-up
     defaults = setup.plan(None)
     # The sweeps always include each method's default rank, so the Pareto view can place it.
     sweep = {m: sorted(set(setup.method_ranks[m]) | set(defaults[m]), key=lambda r: -1 if r is None else r) for m in setup.methods}

@@ -14,9 +14,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import adapters
-from figures.rank import rank_figure
-from figures.records import diverged_note
-from figures.style import save
 from nfl.sweep import Cell
 from studies import adaptability
 from nfl.selection import at_tuned_lr, tune
@@ -55,6 +52,9 @@ def summary_table(records: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("rank", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+    from figures.rank import rank_figure
+    from figures.records import diverged_note
+    from figures.style import save  # here: matplotlib costs a second of every start-up
     records = run(setup)
     cfg = setup.config
     tuned = at_tuned_lr(records)
