@@ -2,7 +2,7 @@
 
 "Learning Rate Matters" (Lee et al., 2026) finds each method's best learning rate tracking the
 largest Hessian eigenvalue at initialisation (a stable step needs lr ≲ 2 / λ_max). Computed by power
-iteration on Hessian-vector products (``torch.func``: jvp of grad over ``functional_call``), never
+iteration on Hessian-vector products (double backward through the kept gradient graph), never
 forming H. The loss is the task's MSE on the training samples (a regulariser's curvature is not the
 data's). Each adapter is evaluated through its ``merged_weight()``: the same function, but without
 gradient tricks such as DoRA's detached norm (§4.3), which would make the "Hessian" the Jacobian of
@@ -17,7 +17,6 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, jvp
 
 from adapters.base import Adapter
 
@@ -41,28 +40,22 @@ def merged_forward(model: nn.Module) -> Iterator[None]:
 
 def hessian_matvec(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[MatVec, int]:
     """(v -> H v on flat vectors, number of trainable parameters) of MSE(model(x), y); call it
-    inside :func:`merged_forward`."""
-    named = dict(model.named_parameters())
-    names = [name for name, p in named.items() if p.requires_grad]
-    trainable = {name: named[name].detach() for name in names}
-    frozen = {name: p.detach() for name, p in named.items() if not p.requires_grad}
-    frozen.update(dict(model.named_buffers()))
-    sizes = [trainable[name].numel() for name in names]
+    inside :func:`merged_forward`.
 
-    def loss(params: dict[str, torch.Tensor]) -> torch.Tensor:
-        # (out - y)^2 rather than F.mse_loss, whose backward has no forward-mode derivative.
-        return (functional_call(model, {**frozen, **params}, (x,)) - y).pow(2).mean()
-
-    gradient = grad(loss)
-
-    def as_dict(v: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: c.view_as(trainable[name]) for name, c in zip(names, torch.split(v, sizes))}
-
-    def flat(d: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([d[name].reshape(-1) for name in names])
+    The gradient is taken once with its graph kept (``create_graph``); each product is then one
+    backward pass through it, ∂(∇L · v)/∂θ. ``torch.func``'s jvp of grad computes the same product,
+    but through forward-mode decompositions it took ~27 ms a product on the width-64 MLP against
+    ~1 ms here, and a study takes hundreds."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    sizes = [p.numel() for p in params]
+    with torch.enable_grad():
+        loss = F.mse_loss(model(x), y)
+        gradient = torch.autograd.grad(loss, params, create_graph=True)
 
     def matvec(v: torch.Tensor) -> torch.Tensor:
-        return flat(jvp(gradient, (trainable,), (as_dict(v),))[1])
+        parts = [c.view_as(p) for c, p in zip(torch.split(v, sizes), params)]
+        products = torch.autograd.grad(gradient, params, grad_outputs=parts, retain_graph=True, allow_unused=True)
+        return torch.cat([(h if h is not None else torch.zeros_like(p)).reshape(-1) for h, p in zip(products, params)])
 
     return matvec, sum(sizes)
 

@@ -39,7 +39,8 @@ def compute_group(setup: StudySetup, cells: list[Cell]) -> list[dict[str, Any]]:
     runs = [prepare(setup.pretrained(c.seed)[1], c.method, cfg, c.rank, c.seed) for c in cells]
     data = [setup.pretrained(c.seed)[0] for c in cells]
     norms = [initial_gradient_norms(model, d.shifted, hooks) for (model, hooks), d in zip(runs, data)]
-    sharpness = {c.seed: _sharpness(setup, c) for c in cells}
+    first_of_seed = {c.seed: c for c in reversed(cells)}  # λ_max depends on the seed, not the lr
+    sharpness = {seed: _sharpness(setup, cell) for seed, cell in first_of_seed.items()}
     histories = train_runs(setup, runs, [d.shifted for d in data], [c.lr for c in cells])
     return [
         record(setup, c, model, hooks, history, grads, sharpness[c.seed])
