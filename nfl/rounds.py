@@ -72,6 +72,23 @@ def aggregate(cells: Sequence[Cell], records: Sequence[dict[str, Any]], rounds: 
     return out
 
 
+def aggregate_stored(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`aggregate` of a store read later (``studies.report``): the cells are those its
+    per-round records name, in first-seen order, with every round found."""
+    cells: dict[Cell, int] = {}
+    for record in records:
+        if "block" not in record:
+            continue
+        fields = {name: record.get(name) for name in Cell.__dataclass_fields__}
+        measurement, _, index = str(fields["measurement"]).rpartition(", round ")
+        cell = Cell(**{**fields, "measurement": measurement})
+        cells[cell] = max(cells.get(cell, 0), int(index) + 1)
+    out = aggregate(list(cells), records, max(cells.values(), default=0))
+    for record in out:  # as the timing studies complete them: the threads and device they ran on
+        record["timing"].update(num_threads=record["env"]["cpu_threads"], device_name=record["env"]["device_name"])
+    return out
+
+
 def summarise(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Median and quartiles over rounds of the blocks' seconds per call, on their clock and on the
     wall clock, and whether the spread makes the timing noise (:func:`is_noisy`)."""

@@ -15,6 +15,7 @@ import numpy as np
 
 import adapters
 from nfl.nodes import by_node_kind
+from nfl.rounds import noisy_line
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
@@ -78,13 +79,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         timed_init, timed_train = init_by.get(kind, []), train_by.get(kind, [])
         threads = timed_train[0]["timing"]["num_threads"] if timed_train else "?"
         seeds = len(setup.seeds)
-        subtitle = f"preset {cfg.preset}, width {cfg.model.width}, {seeds} seed(s), {kind} ({threads} threads)"
+        subtitle = f"preset {cfg.preset}, width {cfg.model.width}, {seeds} seed(s), {kind} ({threads} thread{'' if threads == 1 else 's'})"
         stem = "" if len(kinds) == 1 else f"_node{i + 1}"
         note = diverged_note(tuned)
         paths += save(figure2(tuned, timed_init, timed_train, subtitle, zero), setup.out / f"figure2{stem}", note)
         paths += save(pareto_figure(tuned, timed_train, subtitle), setup.out / f"pareto{stem}", note)
     print("\n".join(adaptability.report(adapt).split("\n")[:3]))
     print(summary_table(adapt, init, train))
+    if train:  # how far the step times can be trusted: the LoRA/PiSSA sanity pair, what the CPU cannot measure
+        print("\n".join(["", *train_time.checks(train), noisy_line(train, train[0]["timing"]["num_threads"])]))
     print(f"\nrecords: {', '.join(str(setup.out / f'{s}.jsonl') for s in ('adaptability', 'grad_norm', 'init_time', 'train_time'))}")
     print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
 

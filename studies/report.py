@@ -26,6 +26,8 @@ from figures.rank import rank_figure
 from figures.style import save
 from nfl import cli
 from nfl.config import ExperimentConfig
+from nfl.rounds import aggregate_stored
+from nfl.selection import at_tuned_lr
 from nfl.results import ResultStore
 from nfl.model import target_layer_names
 from studies import adaptability, anatomy, grad_norm, init_time, pareto, rank
@@ -46,7 +48,7 @@ def load(out: Path) -> Records:
         kept = [r for r in records if r["config_hash"] == latest]
         if len(kept) < len(records):
             print(f"note: {path}: {len(records) - len(kept)} record(s) of other settings left out", file=sys.stderr)
-        found[study] = kept
+        found[study] = aggregate_stored(kept) if study in ("init_time", "train_time") else kept
     return found
 
 
@@ -72,15 +74,16 @@ def pareto_outputs(found: Records, out: Path) -> tuple[dict[str, str], list[Path
     seeds = len({r["seed"] for r in adapt})
     subtitle = (
         f"preset {cfg.preset}, width {cfg.model.width}, {seeds} seed(s), {adapt[0]['env']['device_name']} "
-        f"({train[0]['timing']['num_threads']} threads)"
+        f"({train[0]['timing']['num_threads']} thread{'' if train[0]['timing']['num_threads'] == 1 else 's'})"
     )
     zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in adapt]))
+    tuned = at_tuned_lr(adapt)  # as the study draws them: each method at its tuned lr
     paths = [
         *save(grad_norm_figure(grads, cfg), out / "figure1", diverged_note(grads)),
-        *save(figure2(adapt, init, train, subtitle, zero), out / "figure2", diverged_note(adapt)),
-        *save(pareto_figure(adapt, train, subtitle), out / "pareto", diverged_note(adapt)),
+        *save(figure2(tuned, init, train, subtitle, zero), out / "figure2", diverged_note(tuned)),
+        *save(pareto_figure(tuned, train, subtitle), out / "pareto", diverged_note(tuned)),
     ]
-    table = adaptability.report(adapt).split("\n")[0] + "\n" + pareto.summary_table(adapt, init, train)
+    table = "\n".join(adaptability.report(adapt).split("\n")[:3]) + "\n" + pareto.summary_table(adapt, init, train)
     return {"pareto": table}, paths
 
 
@@ -88,8 +91,9 @@ def _adaptability(records: list[dict[str, Any]], out: Path) -> tuple[str, list[P
     cfg, seeds = _config(records), len({r["seed"] for r in records})
     zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in records]))
     title = f"preset {cfg.preset}, width {cfg.model.width}, {seeds} seed(s)"
-    figure = loss_curves_figure(records, zero_loss=zero, title=title)
-    return adaptability.report(records), save(figure, out / "adaptability_loss", diverged_note(records))
+    tuned = at_tuned_lr(records)
+    figure = loss_curves_figure(tuned, zero_loss=zero, title=title + ", each method at its tuned lr", key="test_loss")
+    return adaptability.report(records), save(figure, out / "adaptability_loss", diverged_note(tuned))
 
 
 def _grad_norm(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
@@ -110,13 +114,15 @@ def _timing(study: str, title: str, ylabel: str, column: str) -> Outputs:
 
 def _rank(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
     cfg = _config(records)
-    figure = rank_figure(records, f"preset {cfg.preset}, width {cfg.model.width}")
-    return rank.summary_table(records), save(figure, out / "rank", diverged_note(records))
+    tuned = at_tuned_lr(records)
+    figure = rank_figure(tuned, f"preset {cfg.preset}, width {cfg.model.width}, tuned lr")
+    return rank.summary_table(records), save(figure, out / "rank", diverged_note(tuned))
 
 
 def _anatomy(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
     cfg = _config(records)
     title = f"preset {cfg.preset}, width {cfg.model.width}, layer {target_layer_names(cfg.targets)[0]}"
+    records = at_tuned_lr(records)  # ΔW of each method at its tuned lr
     note = diverged_note(records)
     paths = save(anatomy_figure(records, title), out / "anatomy", note)
     paths += save(subspace_figure(records, title), out / "subspace", note)
