@@ -142,12 +142,12 @@ def test_a_locked_directory_names_its_holder(tmp_path: Path) -> None:
 # The first run waits inside its first cell until the test lets it go: the race is then certain.
 FIRST = """import pathlib, sys, time
 from studies import adaptability
-compute = adaptability.compute
-def held(setup, cell):
+compute = adaptability.compute_group
+def held(setup, cells):
     while not pathlib.Path(sys.argv[1]).exists():
         time.sleep(0.1)
-    return compute(setup, cell)
-adaptability.compute = held
+    return compute(setup, cells)
+adaptability.compute_group = held
 adaptability.main(sys.argv[2:])
 """
 
@@ -155,7 +155,7 @@ adaptability.main(sys.argv[2:])
 @pytest.mark.slow
 def test_two_runs_on_the_same_out_one_exits_2_and_no_cell_is_duplicated(tmp_path: Path) -> None:
     out, go = tmp_path / "out", tmp_path / "go"
-    argv = [*TINY, "--methods", "full,lora", "--out", str(out)]
+    argv = [*TINY, "--adapt-lr", "1e-2", "--methods", "full,lora", "--out", str(out)]
     first = subprocess.Popen([sys.executable, "-c", FIRST, str(go), *argv], cwd=REPO, stderr=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, text=True)
     while "cells to compute" not in (line := first.stderr.readline()):  # the first run holds the lock

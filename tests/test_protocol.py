@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dataclasses
 
 import pytest
@@ -84,3 +86,18 @@ def test_lr_grid_flags() -> None:
         parse_lr_grid("1e-1:1e-4:3")
     assert preset("paper").train.adaptation_lrs == (1e-3,)
     assert preset("default").train.adaptation_lrs[0] == 1e-4 and preset("default").train.adaptation_lrs[-1] == 1e-1
+
+
+@pytest.mark.slow
+def test_removing_a_method_leaves_the_others_records_bit_identical(tmp_path) -> None:
+    from studies import adaptability
+
+    tiny = ["--width", "8", "--pretrain-epochs", "10", "--adapt-epochs", "4", "--seeds", "2", "--adapt-lr", "1e-2"]
+    adaptability.main([*tiny, "--methods", "lora,vera,mos", "--out", str(tmp_path / "three")])
+    adaptability.main([*tiny, "--methods", "mos", "--out", str(tmp_path / "one")])
+
+    def mos(directory: str) -> list:
+        lines = (tmp_path / directory / "adaptability.jsonl").read_text().splitlines()
+        return [(r["seed"], r["history"]) for r in map(json.loads, lines) if r["method"] == "mos"]
+
+    assert mos("three") == mos("one") and len(mos("one")) == 2
