@@ -39,7 +39,8 @@ def lr_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figure:
         for field, ls, label in (("min_val_loss", "--", "validation (selects)"), ("test_loss", "-", "test (reports)")):
             lrs, mean, half = _curve(mine, field)
             ax.plot(lrs, mean, ls=ls, color=style["color"], marker=style["marker"], ms=3, label=label)
-            ax.fill_between(lrs, np.maximum(mean - half, 1e-12), mean + half, color=style["color"], alpha=0.15, lw=0)
+            # A t-interval wider than its mean would reach below zero: a log axis shows it down to mean / 10.
+            ax.fill_between(lrs, np.maximum(mean - half, mean / 10), mean + half, color=style["color"], alpha=0.15, lw=0)
         if chosen[key] is not None:
             ax.axvline(chosen[key], color="0.3", lw=1, ls=":", label="tuned lr")
         ax.set(xscale="log", yscale="log", title=f"{style['label']}" + ("" if key[1] is None else f" r={key[1]}"))
