@@ -50,10 +50,11 @@ def run_rounds(
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
-    for r in range(rounds):
-        base = {round_cell(c, r): c for c in round_order(cells, seed, r)}
-        run_cells(list(base), lambda rc, r=r: {"round": r, **measure_once(base[rc])}, store, resume or r > 0,
-                  desc=f"{desc}, round {r + 1}/{rounds}")
+    # Every round in one sweep, round after round: one pass over the store, not one per round.
+    order = [(round_cell(c, r), c, r) for r in range(rounds) for c in round_order(cells, seed, r)]
+    base = {rc: (c, r) for rc, c, r in order}
+    run_cells([rc for rc, _, _ in order], lambda rc: {"round": base[rc][1], **measure_once(base[rc][0])}, store,
+              resume, desc=f"{desc}, {rounds} rounds")
     return aggregate(cells, store.records(), rounds)
 
 
