@@ -19,7 +19,8 @@ from nfl.claims import (
 )
 from nfl.config import Shift
 from nfl.selection import at_tuned_lr
-from studies import adaptability, init_time, train_time
+from nfl.span import random_baseline
+from studies import adaptability, init_time, span, train_time
 from studies.common import StudySetup, study_parser
 
 FIXED_LR = 1e-3  # the paper's adaptation learning rate
@@ -74,7 +75,15 @@ def lr_sharpness(grid_records: Records) -> Effect | None:
     if len(pairs) < 3:
         return None
     lrs, inverse = map(np.asarray, zip(*pairs))
-    return bootstrap_effect(lambda a, b: stats.spearmanr(a, b).statistic, [lrs, inverse], paired=True)
+    return bootstrap_effect(lambda a, b: _spearman(stats, a, b), [lrs, inverse], paired=True)
+
+
+def _spearman(stats, a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho, 0 where a resample is constant (tuned LRs are grid points and tie often):
+    rho is undefined there, and 0, no tracking, is the reading that favours no claim."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def _by_method(records: Records) -> dict[str, Records]:
@@ -154,6 +163,19 @@ def table(columns: dict[str, tuple[Records, Records]], timing: dict[str, Records
     return lines
 
 
+def where_the_update_lies(sub: StudySetup, rank: int = 2) -> str:
+    """What makes the shift family what it is: the share of the needed update inside W0's top-r
+    singular subspace (studies.span; r = 2, PiSSA's default rank), beside a random subspace's."""
+    shares = span.mean_shares(sub, rank)
+    width = sub.config.model.width
+    chance = random_baseline((width, width), rank)
+    least_squares, full = shares[("layer2", "least squares", "top")], shares[("layer1", "full FT", "top")]
+    return (f"Where the needed update lies (mean over seeds, W0's top-{rank} singular subspace; a random one gets "
+            f"{chance['core']:.3f} inside, {chance['tangent']:.3f} reachable): output layer's least-squares dW "
+            f"{least_squares['core']:.3f} inside, {least_squares['tangent']:.3f} reachable by PiSSA's factors; "
+            f"input layer's full fine-tuning dW {full['core']:.3f} inside, {full['tangent']:.3f} reachable.")
+
+
 def timing_device(timing: dict[str, Records]) -> str:
     first = next((rs[0] for rs in timing.values() if rs), None)
     if first is None:
@@ -195,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             lines += [f"## width {width}, shift {shift}", "",
                       f"{len(sub.seeds)} seed(s), learning-rate grid {', '.join(f'{lr:g}' for lr in lrs)}; "
                       f"quality on {grid[0]['env']['device_name']}; timing medians on {timing_device(timing)}.", "",
-                      *table(columns, timing), ""]
+                      where_the_update_lies(sub), "", *table(columns, timing), ""]
         title = f"Test loss at tuned lr per shift family (width {width}, {len(setup.seeds)} seed(s))"
         paths = save(no_free_lunch_figure(figure_records, title), setup.out / f"no_free_lunch_w{width}")
         lines += [f"![no free lunch, width {width}]({paths[0].name})", ""]
