@@ -200,20 +200,29 @@ def _event_times(
 
 
 class BlockTimer:
-    """Times a block of ``calls`` calls of ``fn`` each time it is called.
+    """Times blocks of ``calls`` calls of ``fn``; each call of the timer returns the fastest of
+    ``repeats`` blocks.
 
     At construction: ``warmup`` unmeasured calls (past Adam's lazy state, the first BLAS or
     cuSOLVER call), then the block size is doubled until a block takes at least ``target_s`` on
     the primary clock, so that even a 0.1 ms call is timed well above the clock's resolution.
-    Each call of the timer returns one block: seconds per call on the primary clock and on the
-    wall clock, and the block size. The garbage collector is paused inside a block.
+    Each call of the timer makes one unmeasured call, to start warm, then times ``repeats`` blocks
+    and returns the fastest: seconds per call on the primary clock and on the wall clock, the
+    block size and the repeats. The garbage collector is paused inside a block.
+
+    Why the fastest: on a loaded machine a block is either run through or cut by the scheduler,
+    and a cut one runs on cold caches afterwards, which even the thread's CPU time counts. Load
+    only ever adds time, so the fastest of a few short blocks is the step's cost (as ``timeit``
+    advises); the rounds' median and quartiles of these then vary with the load that remains.
     """
 
     def __init__(
         self, fn: Callable[[], Any], device: DeviceLike, num_threads: int, *, warmup: int = 2,
-        target_s: float = 0.01, max_calls: int = 4096,
+        target_s: float = 0.01, max_calls: int = 4096, repeats: int = 3,
     ):
-        self.fn, self.num_threads = fn, num_threads
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        self.fn, self.num_threads, self.repeats = fn, num_threads, repeats
         self.accelerator = accelerator_for(device)
         self.clock = clock_for(device, num_threads)
         self.device_name = cpu_name() if self.accelerator is None else self.accelerator.name
@@ -226,8 +235,12 @@ class BlockTimer:
 
     def __call__(self) -> dict[str, Any]:
         with torch_threads(self.num_threads):
-            seconds, wall = self._block(self.calls)
-        return {"clock": self.clock, "seconds": seconds / self.calls, "wall_s": wall / self.calls, "calls": self.calls}
+            # Unmeasured: in a round the other cells ran in between and evicted this one's caches; a
+            # cold first call would weigh 1/calls of the block, biasing cells by their block size.
+            self.fn()
+            seconds, wall = min(self._block(self.calls) for _ in range(self.repeats))
+        return {"clock": self.clock, "seconds": seconds / self.calls, "wall_s": wall / self.calls, "calls": self.calls,
+                "repeats": self.repeats}
 
     def _block(self, calls: int) -> tuple[float, float]:
         """Total seconds of ``calls`` calls on the primary clock and on the wall clock."""

@@ -27,8 +27,11 @@ from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
 
 LOADED = 1.2  # wall / CPU time above this (median over cells): the machine was busy
 # Many short rounds rather than few long ones: on a loaded machine a cell's time drifts over
-# seconds, and each round's median is one more independent sample of that drift.
-FULL_ROUNDS, QUICK_ROUNDS = 61, 41  # measured: a round of ~70 cells costs ~2 s on 2 loaded cores
+# seconds, and each round is one more independent sample of that drift. Each round keeps the
+# fastest of REPEATS blocks (nfl.timing.BlockTimer): under a competing load on 2 cores that held
+# LoRA/PiSSA at equal rank to 0.96-1.03, where one block a round gave 0.80-1.33.
+FULL_ROUNDS, QUICK_ROUNDS = 31, 21
+REPEATS = 3
 
 
 def threads(n: int) -> str:
@@ -51,7 +54,8 @@ class TimingSettings:
         """The part of a cell's identity that changes its numbers (rounds excepted: each round is
         stored apart, so a resumed run may ask for more)."""
         mode = "quick" if self.quick else "full"
-        return f"{mode}, {threads(self.threads)}, {self.clock}, block >= {1e3 * self.block_s:g} ms, {self.device_name}"
+        return (f"{mode}, {threads(self.threads)}, {self.clock}, fastest of {REPEATS} blocks >= {1e3 * self.block_s:g} ms, "
+                f"{self.device_name}")
 
 
 def timing_settings(setup: StudySetup) -> TimingSettings:
@@ -85,7 +89,8 @@ def run_timed(
     def measure_once(cell: Cell) -> dict[str, Any]:
         if cell not in timers:
             fn, fields = prepare(cell)
-            timer = BlockTimer(fn, setup.device, settings.threads, warmup=settings.warmup, target_s=settings.block_s)
+            timer = BlockTimer(fn, setup.device, settings.threads, warmup=settings.warmup, target_s=settings.block_s,
+                                repeats=REPEATS)
             timers[cell] = timer, fields
         timer, fields = timers[cell]
         block = timer()

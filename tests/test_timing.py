@@ -207,12 +207,25 @@ def test_several_threads_fall_back_to_the_wall_clock() -> None:
 
 def test_a_block_is_calibrated_past_its_target_and_times_whole_blocks_on_events() -> None:
     gpu = FakeGpu()
-    timer = BlockTimer(lambda: gpu.work(0.001), gpu, 1, warmup=2, target_s=0.004)
+    timer = BlockTimer(lambda: gpu.work(0.001), gpu, 1, warmup=2, target_s=0.004, repeats=1)
     assert timer.calls == 4  # 1, 2 calls fall short of 4 ms; 4 calls reach it
     gpu.log.clear()
     block = timer()
     assert block["seconds"] == pytest.approx(0.001) and block["calls"] == 4 and block["clock"] == "cuda_events"
-    assert gpu.log == ["sync", "record", "fn", "fn", "fn", "fn", "record", "sync"]
+    assert gpu.log == ["fn", "sync", "record", "fn", "fn", "fn", "fn", "record", "sync"]  # one warm call first
+
+
+def test_a_block_starts_warm_so_a_cold_first_call_is_not_measured() -> None:
+    # What a round does to a cell: other cells run between its blocks and leave it cold.
+    state = {"cold": True}
+
+    def fn() -> None:
+        spin(0.01 if state["cold"] else 0.0005)()
+        state["cold"] = False
+
+    timer = BlockTimer(fn, "cpu", 1, warmup=1, target_s=0.0, max_calls=1)
+    state["cold"] = True
+    assert timer()["seconds"] < 0.005
 
 
 # --- interleaved rounds ------------------------------------------------------------------------
@@ -305,3 +318,13 @@ def test_the_cpu_is_named_by_its_model(tmp_path: Path) -> None:
 def test_one_seed_prints_n_equals_1_never_plus_or_minus_zero() -> None:
     assert format_mean_ci([0.04213]) == "0.0421 (n = 1)"
     assert format_mean_ci([1.0, 2.0, 3.0], digits=2) == "2.00 ± 2.48"
+
+
+def test_a_timer_call_returns_the_fastest_of_its_repeated_blocks() -> None:
+    # Load only adds time: of a slow, a fast and a slow block (after the warm call) the fast one is the cost.
+    durations = iter([0.0, 0.0, 0.006, 0.0005, 0.006])  # construction's warm-up and calibration, warm call, 3 blocks
+    timer = BlockTimer(lambda: spin(next(durations))(), "cpu", 1, warmup=1, target_s=0.0, max_calls=1, repeats=3)
+    block = timer()
+    assert block["repeats"] == 3 and block["calls"] == 1 and block["seconds"] < 0.003
+    with pytest.raises(ValueError, match="repeats"):
+        BlockTimer(lambda: None, "cpu", 1, repeats=0)
