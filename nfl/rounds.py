@@ -38,13 +38,14 @@ def round_order(cells: Sequence[Cell], seed: int, round_index: int) -> list[Cell
 
 def run_rounds(
     cells: Sequence[Cell], measure_once: Callable[[Cell], dict[str, Any]], store: ResultStore, *, rounds: int,
-    seed: int, resume: bool = False, desc: str = "timing",
+    seed: int, resume: bool = False, desc: str = "timing", seconds_per_block: float | None = None,
 ) -> list[dict[str, Any]]:
     """Measure every cell once per round for ``rounds`` rounds, appending one record per (cell,
     round); return one aggregated record per cell, in the order of ``cells``.
 
     ``measure_once(cell)`` returns a record whose ``block`` is one block of the timer (see
-    :class:`nfl.timing.BlockTimer`). Rounds already in the store are kept with ``resume``;
+    :class:`nfl.timing.BlockTimer`); ``seconds_per_block``, an estimate of one such call, makes
+    the announcement give the sweep's time. Rounds already in the store are kept with ``resume``;
     without it, an existing store is set aside by the first round as :func:`run_cells` does.
     A stop request ends the sweep after the current block (:class:`nfl.sweep.SweepInterrupted`).
     """
@@ -54,7 +55,7 @@ def run_rounds(
     order = [(round_cell(c, r), c, r) for r in range(rounds) for c in round_order(cells, seed, r)]
     base = {rc: (c, r) for rc, c, r in order}
     run_cells([rc for rc, _, _ in order], lambda rc: {"round": base[rc][1], **measure_once(base[rc][0])}, store,
-              resume, desc=f"{desc}, {rounds} rounds")
+              resume, desc=f"{desc}, {rounds} rounds", seconds_per_cell=seconds_per_block)
     return aggregate(cells, store.records(), rounds)
 
 

@@ -146,14 +146,17 @@ def train(model: nn.Module, data: Dataset, epochs: int, lr: float, hooks: Sequen
     return history
 
 
-def set_determinism() -> None:
-    """Same seed, same numbers: deterministic kernels where torch offers a choice."""
-    torch.use_deterministic_algorithms(True, warn_only=True)
+def set_determinism(device: str | torch.device) -> None:
+    """Same seed, same numbers: deterministic kernels where torch offers a choice, on CUDA. On the
+    CPU the kernels nfl runs repeat bit for bit already (tests/test_protocol.py holds records to
+    it), and the switch would import torch's compiler stack: 1.5 s of every study's start-up."""
+    if torch.device(device).type == "cuda":
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def pretrain(cfg: ExperimentConfig, data: TaskData, seed: int, device: str | torch.device = "cpu") -> tuple[MLP, History]:
     """Train a fresh MLP on the base task; warn when it ends no better than the zero predictor."""
-    set_determinism()
+    set_determinism(device)
     model = make_mlp(cfg.model, seeds.derive(seed, "model"), device=device)
     history = train(model, data.base.to(device), cfg.train.pretrain_epochs, cfg.train.lr)
     if history.diverged_at is not None:
@@ -201,10 +204,10 @@ def adapt(
 ) -> Adapted:
     """Adapt a copy of ``pretrained`` to ``data`` (the shifted task) with ``method`` at ``lr``
     (default: the config's adaptation lr)."""
-    set_determinism()
     seed = cfg.seed if seed is None else seed
     model, attached = prepare(pretrained, method, cfg, rank, seed, **hparams)
     device = next(model.parameters()).device
+    set_determinism(device)
     lr = cfg.train.adaptation_lr if lr is None else lr
     history = train(model, data.to(device), cfg.train.adapt_epochs, lr, hooks=attached)
     return Adapted(model, attached, history, count_trainable(model))

@@ -188,15 +188,19 @@ class StudySetup:
             self._pretrained[seed] = (data, model, history)
         return self._pretrained[seed]
 
-    def run(self, study: str, compute: Callable[[Cell], dict[str, Any]], cells: list[Cell] | None = None) -> list[dict[str, Any]]:
+    def run(
+        self, study: str, compute: Callable[[Cell], dict[str, Any]], cells: list[Cell] | None = None,
+        steps: int | None = None,
+    ) -> list[dict[str, Any]]:
         """:meth:`run_groups` for a study whose cells are computed one by one (default: all of
         ``study``), grouped by method and rank."""
         cells = cells if cells is not None else self.cells(study)
         groups = [list(g) for _, g in itertools.groupby(cells, key=lambda c: (c.method, c.rank))]
-        return self.run_groups(study, lambda group: [compute(c) for c in group], groups)
+        return self.run_groups(study, lambda group: [compute(c) for c in group], groups, steps)
 
     def run_groups(
-        self, study: str, compute: Callable[[list[Cell]], list[dict[str, Any]]], groups: list[list[Cell]]
+        self, study: str, compute: Callable[[list[Cell]], list[dict[str, Any]]], groups: list[list[Cell]],
+        steps: int | None = None,
     ) -> list[dict[str, Any]]:
         """Run ``groups`` into ``<out>/<study>.jsonl``, each group's missing cells computed in one
         ``compute(cells)`` call (the batched engine trains them together) on the chosen back end;
@@ -221,7 +225,7 @@ class StudySetup:
         store = ResultStore(self.out / f"{study}.jsonl")
         try:
             return run_groups(groups, compute_group, store, self.args.resume, desc=study, backend=self.backend,
-                              seconds_per_cell=self.cell_seconds(cells))
+                              seconds_per_cell=self.cell_seconds(cells, steps))
         except SweepInterrupted as stop:
             print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
             raise SystemExit(130) from None
@@ -244,14 +248,15 @@ class StudySetup:
             cli.fail(f"--out: {error}; wait for it to finish or choose another --out")
         self._out_ready = True
 
-    def cell_seconds(self, cells: list[Cell]) -> float:
-        """An estimate of one cell's time: its adaptation steps plus its share of pretraining, at a
-        measured step time (twice it, for the evaluation after every step)."""
+    def cell_seconds(self, cells: list[Cell], steps: int | None = None) -> float:
+        """An estimate of one cell's time: its ``steps`` (default: the adaptation's) plus its share
+        of pretraining, at a measured step time (twice it, for the evaluation after every step)."""
         if self._step_s is None:
             self._step_s = cli.step_seconds(self.config, self.device)
         train = self.config.train
         seeds = len({c.seed for c in cells})
-        return 2 * self._step_s * (train.adapt_epochs + train.pretrain_epochs * seeds / len(cells))
+        steps = train.adapt_epochs if steps is None else steps
+        return 2 * self._step_s * (steps + train.pretrain_epochs * seeds / len(cells))
 
     def saved(self) -> str:
         """What a stopped run keeps, and how to go on: for one-line errors."""

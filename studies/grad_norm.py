@@ -30,8 +30,9 @@ def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
     }}
 
 
-def run(setup: StudySetup) -> list[dict[str, Any]]:
-    return setup.run("grad_norm", lambda cell: compute(setup, cell))
+def run(setup: StudySetup, cells: list[Cell] | None = None) -> list[dict[str, Any]]:
+    """The study's cells (default: all of them), each one gradient: that is what its estimate counts."""
+    return setup.run("grad_norm", lambda cell: compute(setup, cell), cells, steps=1)
 
 
 def summary(records: list[dict[str, Any]]) -> str:

@@ -50,6 +50,11 @@ class TimingSettings:
     device_name: str
     quick: bool
 
+    def seconds_per_block(self) -> float:
+        """An estimate of one cell's round: its blocks overshoot the target by half on average
+        (calls double), plus the warm call and the record's write (measured: about 4 ms)."""
+        return REPEATS * 1.5 * self.block_s + self.block_s + 0.004
+
     def measurement(self) -> str:
         """The part of a cell's identity that changes its numbers (rounds excepted: each round is
         stored apart, so a resumed run may ask for more)."""
@@ -100,7 +105,7 @@ def run_timed(
     store = ResultStore(setup.out / f"{study}.jsonl")
     try:
         records = run_rounds(cells, measure_once, store, rounds=settings.rounds, seed=setup.config.seed,
-                             resume=setup.args.resume, desc=study)
+                             resume=setup.args.resume, desc=study, seconds_per_block=settings.seconds_per_block())
     except SweepInterrupted as stop:
         print(f"{stop} (one per cell and round); resume with: {setup.command(resume=True)}", file=sys.stderr)
         raise SystemExit(130) from None

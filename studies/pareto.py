@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sweep = {m: sorted(set(setup.method_ranks[m]) | set(defaults[m]), key=lambda r: -1 if r is None else r) for m in setup.methods}
 
     adapt = adaptability.run(setup, defaults)
-    grads = setup.run("grad_norm", lambda cell: grad_norm.compute(setup, cell), setup.cells("grad_norm", plan=sweep))
+    grads = grad_norm.run(setup, setup.cells("grad_norm", plan=sweep))
     init = init_time.run(setup, sweep)
     train = train_time.run(setup, sweep)
 
