@@ -43,9 +43,11 @@ def mark_empty(ax: plt.Axes, why: str = "no finite runs to show") -> None:
     ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="firebrick")
 
 
-class _PlainUnderADecade(ticker.Formatter):
-    """A log axis's labels as plain numbers ("0.04", "2") when the axis spans less than a decade,
-    where the default writes "4×10⁻²"; the ticks labelled are the default's own."""
+class _PlainNumbers(ticker.Formatter):
+    """A log axis's labels as plain numbers ("0.04", "300", "2") from 0.001 to 10,000, where
+    matplotlib writes "4×10⁻²", "3×10²": short labels that do not run into each other when an
+    axis of one or two decades labels its minor ticks. The ticks labelled are the default's own;
+    values outside that range keep their powers of ten."""
 
     def __init__(self, inner: ticker.Formatter):
         self.inner = inner
@@ -60,20 +62,19 @@ class _PlainUnderADecade(ticker.Formatter):
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         text = self.inner(x, pos)
-        low, high = sorted(self.axis.get_view_interval())
-        return f"{x:g}" if text and low > 0 and high / low < 10 else text
+        return f"{x:g}" if text and 1e-3 <= abs(x) <= 1e4 else text
 
 
 def plain_log_ticks(fig: plt.Figure) -> None:
-    """Install :class:`_PlainUnderADecade` on every log axis of ``fig``."""
+    """Install :class:`_PlainNumbers` on every log axis of ``fig``."""
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() == "log":
                 for which in ("major", "minor"):
                     current = axis.get_major_formatter() if which == "major" else axis.get_minor_formatter()
-                    if not isinstance(current, _PlainUnderADecade):
+                    if not isinstance(current, _PlainNumbers):
                         setter = axis.set_major_formatter if which == "major" else axis.set_minor_formatter
-                        setter(_PlainUnderADecade(current))
+                        setter(_PlainNumbers(current))
 
 
 def apply_rc() -> None:

@@ -40,17 +40,23 @@ def test_labels_use_mathtext_for_superscripts() -> None:
 
 
 def tick_labels(ax: plt.Axes) -> list[str]:
+    """The y axis's labels inside its view, major and minor."""
     ax.figure.canvas.draw()
-    return [t.get_text() for t in ax.yaxis.get_ticklabels(which="both") if t.get_text()]
+    low, high = ax.get_ylim()
+    return [t.get_text() for t in ax.yaxis.get_ticklabels(which="both")
+            if t.get_text() and low <= t.get_position()[1] <= high]
 
 
-def test_a_log_axis_under_a_decade_gets_plain_tick_labels_and_a_wider_one_keeps_powers() -> None:
-    fig, (narrow, wide) = plt.subplots(1, 2)
+def test_log_axes_get_plain_tick_labels_from_a_thousandth_to_ten_thousand() -> None:
+    fig, (narrow, decades, wide) = plt.subplots(1, 3)
     narrow.semilogy([1, 2], [0.04, 0.3])
-    wide.semilogy([1, 2], [1e-3, 1.0])
+    decades.semilogy([1, 2], [200, 1500])  # minor ticks labelled: "3×10²" ran into "4×10²"
+    wide.semilogy([1, 2], [1e-6, 1.0])
     plain_log_ticks(fig)
-    assert tick_labels(narrow) and all("10^" not in t and "times" not in t for t in tick_labels(narrow))
-    assert any("10" in t for t in tick_labels(wide))
+    for ax in (narrow, decades):
+        assert tick_labels(ax) and all("10^" not in t and "times" not in t for t in tick_labels(ax))
+    assert "300" in tick_labels(decades) and "0.001" in tick_labels(wide)
+    assert any("10^" in t for t in tick_labels(wide))  # 1e-6 keeps its power of ten
     plt.close(fig)
 
 
