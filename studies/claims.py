@@ -65,8 +65,6 @@ def spread(records: Records) -> Effect | None:
 def lr_sharpness(grid_records: Records) -> Effect | None:
     """Spearman's rho of tuned lr against 1 / lambda_max (mean over seeds) across methods (bootstrap),
     lambda_max being ``summary["sharpness"]`` (nfl.sharpness, at initialisation)."""
-    from scipy import stats
-
     pairs = []
     for record_group in _by_method(at_tuned_lr(grid_records)).values():
         sharp = [r["summary"].get("sharpness") for r in record_group]
@@ -75,12 +73,14 @@ def lr_sharpness(grid_records: Records) -> Effect | None:
     if len(pairs) < 3:
         return None
     lrs, inverse = map(np.asarray, zip(*pairs))
-    return bootstrap_effect(lambda a, b: _spearman(stats, a, b), [lrs, inverse], paired=True)
+    return bootstrap_effect(_spearman, [lrs, inverse], paired=True)
 
 
-def _spearman(stats, a: np.ndarray, b: np.ndarray) -> float:
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rho, 0 where a resample is constant (tuned LRs are grid points and tie often):
     rho is undefined there, and 0, no tracking, is the reading that favours no claim."""
+    from scipy import stats
+
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0
     return float(stats.spearmanr(a, b).statistic)

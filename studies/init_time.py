@@ -59,8 +59,8 @@ class TimingSettings:
         """The part of a cell's identity that changes its numbers (rounds excepted: each round is
         stored apart, so a resumed run may ask for more)."""
         mode = "quick" if self.quick else "full"
-        return (f"{mode}, {threads(self.threads)}, {self.clock}, fastest of {REPEATS} blocks >= {1e3 * self.block_s:g} ms, "
-                f"{self.device_name}")
+        blocks = f"fastest of {REPEATS} blocks >= {1e3 * self.block_s:g} ms"
+        return f"{mode}, {threads(self.threads)}, {self.clock}, {blocks}, {self.device_name}"
 
 
 def timing_settings(setup: StudySetup) -> TimingSettings:

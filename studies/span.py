@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup = StudySetup(parser, argv)
     rank, rows = setup.args.rank, []
     for shift in get_args(Shift):
-        for (layer, source, subspace), mean in mean_shares(StudySetup(parser, [*setup.argv, "--shift", shift]), rank).items():
+        family = StudySetup(parser, [*setup.argv, "--shift", shift])
+        for (layer, source, subspace), mean in mean_shares(family, rank).items():
             rows.append({"shift": shift, "layer": layer, "dW from": source, f"subspace r={rank}": subspace,
                          **{k: f"{v:.3f}" for k, v in mean.items()}})
     width = setup.config.model.width
