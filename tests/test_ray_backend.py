@@ -79,7 +79,9 @@ def test_a_task_that_raises_is_yielded_as_its_error_and_retried_once_by_the_driv
 def test_closing_the_sweep_cancels_the_outstanding_tasks(address: str, tmp_path: Path) -> None:
     def compute(group: list[Cell]) -> list[dict]:
         if group[0].rank > 1:
-            (tmp_path / f"started-{group[0].rank}").write_text(str(os.getpid()))
+            pid = tmp_path / f".pid-{group[0].rank}"  # written, then renamed: never read half-written
+            pid.write_text(str(os.getpid()))
+            pid.replace(tmp_path / f"started-{group[0].rank}")
             time.sleep(120)
             (tmp_path / f"finished-{group[0].rank}").write_text("")
         return [{}]
