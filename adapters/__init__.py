@@ -6,7 +6,7 @@ figures use): full fine-tuning, LoRA, PiSSA, MiLoRA, VeRA, DoRA, ProLoRA, AdaLoR
 MiSS^e; then installed plug-ins (entry-point group ``nfl.adapters``) on first use of the registry.
 """
 
-from adapters.base import Adapter, HParams, hparam, like, require
+from adapters.base import Adapter, HParams, hparam, like, merged, require
 from adapters.lowrank import LowRank, ScaledHParams
 from adapters.plugins import load_module
 from adapters.registry import MethodSpec, add, build, build_all, get, names, register
@@ -17,5 +17,5 @@ from adapters import full, lora, pissa, milora, vera, dora, prolora, adalora, mo
 
 __all__ = [
     "Adapter", "HParams", "LowRank", "MethodSpec", "ScaledHParams", "add", "attach", "build", "build_all", "get",
-    "hparam", "like", "load_module", "names", "register", "require", "target_names", "trained_layer_names",
+    "hparam", "like", "load_module", "merged", "names", "register", "require", "target_names", "trained_layer_names",
 ]

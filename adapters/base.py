@@ -9,7 +9,8 @@ hyper-parameters are a frozen :class:`HParams` dataclass, validated once when it
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from contextlib import contextmanager
+from typing import Any, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +92,10 @@ class Adapter(nn.Module):
         """W' - W0: the update the adapter has made to the pretrained weight."""
         return self.merged_weight() - self.base_weight
 
+    def merged_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x W'^T + b: the layer as it is deployed once merged, what :func:`merged` evaluates with."""
+        return F.linear(x, self.merged_weight(), self.bias)
+
     # --- training hooks, no-ops by default -------------------------------------------------
 
     def regularization(self) -> torch.Tensor | None:
@@ -102,6 +107,22 @@ class Adapter(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+@contextmanager
+def merged(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block every adapter of ``model`` computes as its merged dense layer
+    (:meth:`Adapter.merged_forward`): for evaluation, where no gradient flows. It is the same
+    function (forward(x) == x W'^T + b is the contract) at the base layer's cost, where the method's
+    own forward pays its side path on every row of a large evaluation batch."""
+    hooks = [module for module in model.modules() if isinstance(module, Adapter)]
+    for hook in hooks:
+        hook.forward = hook.merged_forward  # an instance attribute: nn.Module calls it in place of the class's
+    try:
+        yield model
+    finally:
+        for hook in hooks:
+            del hook.forward
 
 
 def like(layer: nn.Linear) -> dict[str, torch.dtype | torch.device]:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import adapters as registry
-from adapters.base import Adapter
+from adapters.base import Adapter, merged
 from nfl import seeds
 from nfl.config import ExperimentConfig
 from nfl.params import count_trainable, grad_norm, trainable_parameters
@@ -63,8 +63,9 @@ class History:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean squared error of ``model`` on (x, y)."""
-    return float(F.mse_loss(model(x), y))
+    """Mean squared error of ``model`` on (x, y), its adapters merged (``adapters.merged``)."""
+    with merged(model):
+        return float(F.mse_loss(model(x), y))
 
 
 def optimisation_step(

@@ -44,6 +44,29 @@ def test_forward_equals_merged_weight_once_perturbed(method: str) -> None:
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("method", ADAPTER_METHODS)
+def test_evaluating_merged_computes_the_merged_layers_and_then_the_methods_own_forward(method: str) -> None:
+    model = TwoLayer(torch.float64)
+    hooks = adapters.attach(model, method, ["layer1", "layer2"], seed=5)
+    for hook in hooks:
+        perturb_(hook)
+    x = torch.randn(20, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    own = model(x)
+    calls = []
+    with adapters.merged(model):
+        for hook in hooks:
+            hook.merged_weight = lambda hook=hook: calls.append(hook) or type(hook).merged_weight(hook)
+        inside = model(x)
+        for hook in hooks:
+            del hook.merged_weight
+    assert calls == hooks, "inside the block every adapter computes through its merged weight"
+    assert (inside - own).abs().max() < 1e-10
+    with pytest.raises(RuntimeError), adapters.merged(model):
+        raise RuntimeError("an error inside the block")
+    assert all("forward" not in vars(hook) for hook in hooks), "after the block (error or not): the method's forward"
+    assert (model(x) - own).abs().max() == 0
+
+
 @pytest.mark.parametrize("targets", TARGETS)
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_parameter_formula_equals_count(method: str, targets: list[str]) -> None:
