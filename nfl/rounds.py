@@ -2,7 +2,10 @@
 being timed when the load arrives.
 
 Each round times every (method, rank) cell once, as one block of calls, in an order shuffled
-from (seed, round); a cell's timing is the median and quartiles of its blocks over the rounds.
+from (seed, round); a cell's timing is the median and quartiles of its blocks over the rounds,
+after each round's common slowdown is divided out (:func:`round_factors`): on a shared machine
+the speed of every cell drifts together over seconds (on 2 idle cores, whole rounds ran 1.7x
+slower than others), and a round is the unit that sees one state of the machine.
 The store holds one record per (cell, round) -- the round is part of the cell's ``measurement``
 -- written as it is measured, so a stopped sweep loses at most the block being timed and
 ``--resume`` continues where it stopped. :func:`aggregate` turns the per-round records back
@@ -22,6 +25,8 @@ from nfl.timing import CLOCK_LABELS, quartiles
 
 NOISY_IQR_FRACTION = 0.25  # a timing whose IQR exceeds this fraction of its median is marked noisy
 NOISE_HELP = "more rounds (--rounds), a quieter machine"
+# With fewer cells a round, its common slowdown is not told apart from the cells' own noise.
+ROUND_EFFECT_MIN_CELLS = 8
 
 
 def round_cell(cell: Cell, round_index: int) -> Cell:
@@ -62,16 +67,32 @@ def run_rounds(
 def aggregate(cells: Sequence[Cell], records: Sequence[dict[str, Any]], rounds: int) -> list[dict[str, Any]]:
     """One record per cell of ``cells`` that has at least one of rounds 0 ... ``rounds`` - 1 in
     ``records``: the first round's record, its ``block`` replaced by the ``timing`` over all of
-    its rounds (see :func:`summarise`)."""
+    its rounds with the rounds' common slowdowns divided out (see :func:`summarise`)."""
     found = {record_key(r): r for r in records}
+    measured = {cell: [found[k] for k in (round_cell(cell, r).key() for r in range(rounds)) if k in found] for cell in cells}
+    measured = {cell: rows for cell, rows in measured.items() if rows}
+    factors = {clock: round_factors([{m["round"]: m["block"][clock] for m in rows} for rows in measured.values()])
+               for clock in ("seconds", "wall_s")}
     out = []
-    for cell in cells:
-        measured = [found[k] for k in (round_cell(cell, r).key() for r in range(rounds)) if k in found]
-        if not measured:
-            continue
-        first = {k: v for k, v in measured[0].items() if k not in ("block", "round")}
-        out.append({**first, **cell.to_dict(), "timing": summarise([m["block"] for m in measured])})
+    for cell, rows in measured.items():
+        first = {k: v for k, v in rows[0].items() if k not in ("block", "round")}
+        per_block = {clock: [factors[clock][m["round"]] for m in rows] for clock in factors}
+        timing = summarise([m["block"] for m in rows], per_block["seconds"], per_block["wall_s"])
+        out.append({**first, **cell.to_dict(), "timing": timing})
     return out
+
+
+def round_factors(series: Sequence[dict[int, float]]) -> dict[int, float]:
+    """Each round's common slowdown, from every cell's time in each round (``series``: one
+    {round: seconds} per cell): the median over cells of a cell's time that round relative to its
+    own median -- one pass of Tukey's median polish on log times. A round with fewer than
+    ``ROUND_EFFECT_MIN_CELLS`` cells measured gets 1 (nothing divided out)."""
+    residuals: dict[int, list[float]] = {}
+    for times in series:
+        centre = float(np.median(np.log(list(times.values()))))
+        for round_index, seconds in times.items():
+            residuals.setdefault(round_index, []).append(float(np.log(seconds)) - centre)
+    return {r: float(np.exp(np.median(v))) if len(v) >= ROUND_EFFECT_MIN_CELLS else 1.0 for r, v in residuals.items()}
 
 
 def aggregate_stored(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -91,18 +112,25 @@ def aggregate_stored(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def summarise(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Median and quartiles over rounds of the blocks' seconds per call, on their clock and on the
-    wall clock, and whether the spread makes the timing noise (:func:`is_noisy`)."""
+def summarise(
+    blocks: Sequence[dict[str, Any]], factors: Sequence[float] | None = None, wall_factors: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """Median and quartiles over rounds of the blocks' seconds per call, each divided by its
+    round's factor (:func:`round_factors`; none given: 1), on their clock and on the wall clock,
+    beside the median of the raw seconds, and whether the spread makes the timing noise
+    (:func:`is_noisy`)."""
     clocks = {b["clock"] for b in blocks}
     if len(clocks) != 1:
         raise ValueError(f"the rounds of one cell were measured on different clocks: {sorted(clocks)}")
-    q1, median, q3 = quartiles([b["seconds"] for b in blocks])
-    w1, wall, w3 = quartiles([b["wall_s"] for b in blocks])
+    ones = [1.0] * len(blocks)
+    seconds = [b["seconds"] / f for b, f in zip(blocks, factors or ones)]
+    q1, median, q3 = quartiles(seconds)
+    w1, wall, w3 = quartiles([b["wall_s"] / f for b, f in zip(blocks, wall_factors or ones)])
     timing = {
         "clock": clocks.pop(), "median_s": median, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1,
         "wall_median_s": wall, "wall_iqr_s": w3 - w1, "rounds": len(blocks),
-        "calls_per_round": [b["calls"] for b in blocks],
+        "unadjusted_median_s": quartiles([b["seconds"] for b in blocks])[1],
+        "largest_round_factor": max(factors or ones), "calls_per_round": [b["calls"] for b in blocks],
     }
     return {**timing, "noisy": is_noisy(timing)}
 

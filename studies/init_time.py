@@ -7,6 +7,7 @@ module also holds what both timing studies share: settings, the rounds, the tabl
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from dataclasses import dataclass
@@ -27,9 +28,12 @@ from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
 
 LOADED = 1.2  # wall / CPU time above this (median over cells): the machine was busy
 # Many short rounds rather than few long ones: on a loaded machine a cell's time drifts over
-# seconds, and each round is one more independent sample of that drift. Each round keeps the
-# fastest of REPEATS blocks (nfl.timing.BlockTimer): under a competing load on 2 cores that held
-# LoRA/PiSSA at equal rank to 0.96-1.03, where one block a round gave 0.80-1.33.
+# seconds, and each round is one more independent sample of that drift; what a round's cells share
+# of it is divided out (nfl.rounds.round_factors). Each round keeps the fastest of REPEATS blocks
+# (nfl.timing.BlockTimer): under a competing load on 2 cores that held LoRA/PiSSA at equal rank to
+# 0.96-1.03, where one block a round gave 0.80-1.33; blocks of 1 ms instead of 2 ms let it slip
+# to 0.83 in one run of three. Fewer rounds are cheaper (the pareto study takes 11) but load can
+# then tip a median: --quick's 21 are the fewest that held the pair under that load.
 FULL_ROUNDS, QUICK_ROUNDS = 31, 21
 REPEATS = 3
 
@@ -162,20 +166,27 @@ def checks(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def add_rounds_argument(parser: argparse.ArgumentParser, default: int | None, default_help: str) -> None:
+    """``--rounds N``: the interleaved rounds of the study's timing sweeps (a positive integer)."""
+    def positive(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        return int(text)
+
+    parser.add_argument("--rounds", type=positive, default=default,
+                        help=f"interleaved timing rounds, each timing every cell once ({default_help})")
+
+
 def timing_main(
     argv: Sequence[str] | None, study: str, description: str, run: Callable[[StudySetup], list[dict]], title: str,
     column: str, unit: str, extra_checks: Callable[[list[dict]], list[str]] = lambda records: [],
 ) -> None:
     """The command line shared by the timing studies: rounds, figure, table, checks, noise."""
     parser = study_parser(study, description, ranks_help=",".join(map(str, SWEEP_RANKS)))
-    parser.add_argument("--rounds", type=int, default=None,
-                        help=f"interleaved rounds, each timing every cell once "
-                             f"(default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick)")
+    add_rounds_argument(parser, None, f"default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick")
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
     from figures.efficiency import cost_figure
     from figures.style import save  # here: matplotlib costs a second of every start-up
-    if setup.args.rounds is not None and setup.args.rounds < 1:
-        parser.error(f"--rounds must be a positive integer, got {setup.args.rounds}")
     records = run(setup)
     t = records[0]["timing"]
     subtitle = f"{t['device_name']}, {threads(t['num_threads'])}, width {setup.config.model.width}"

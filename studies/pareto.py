@@ -19,6 +19,11 @@ from nfl.rounds import noisy_line
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
+from studies.init_time import add_rounds_argument
+
+# The timing panels' rounds: with each round's common slowdown divided out, 11 rounds came within 6.2%
+# of 31 rounds' medians for 9 cells in 10 on an idle machine; the timing studies take 31 (21 quick).
+TIMING_ROUNDS = 11
 
 
 def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]]) -> str:
@@ -51,6 +56,7 @@ def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("pareto", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
+    add_rounds_argument(parser, TIMING_ROUNDS, f"default {TIMING_ROUNDS}; studies.train_time and init_time take more")
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
     from figures.grad_norm import grad_norm_figure
     from figures.pareto import figure2, pareto_figure
@@ -87,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(adaptability.report(adapt).split("\n")[:3]))
     print(summary_table(adapt, init, train))
     if train:  # how far the step times can be trusted: the LoRA/PiSSA sanity pair, what the CPU cannot measure
-        print("\n".join(["", *train_time.checks(train), noisy_line(train, train[0]["timing"]["num_threads"])]))
+        threads = train[0]["timing"]["num_threads"]
+        print("\n".join(["", *init_time.checks(train), *train_time.checks(train), noisy_line(train, threads)]))
     print(f"\nrecords: {', '.join(str(setup.out / f'{s}.jsonl') for s in ('adaptability', 'grad_norm', 'init_time', 'train_time'))}")
     print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
 

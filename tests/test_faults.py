@@ -43,6 +43,8 @@ REJECTED = [
     (init_time, ["--width", "100000"], "--width: a run needs about"),
     (init_time, ["--preset", "nope"], "--preset: invalid choice: 'nope'"),
     (init_time, ["--bogus"], "unrecognized arguments: --bogus"),
+    (init_time, ["--rounds", "0"], "--rounds: must be a positive integer, got '0'"),
+    (pareto, ["--rounds", "two"], "--rounds: must be a positive integer, got 'two'"),
 ]
 
 

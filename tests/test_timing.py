@@ -20,7 +20,10 @@ import torch
 import adapters
 from nfl.devices import cpu_name
 from nfl.results import ResultStore
-from nfl.rounds import NOISY_IQR_FRACTION, format_ms, is_noisy, noisy_line, round_order, run_rounds, summarise
+from nfl.rounds import (
+    NOISY_IQR_FRACTION, ROUND_EFFECT_MIN_CELLS, format_ms, is_noisy, noisy_line, round_factors, round_order, run_rounds,
+    summarise,
+)
 from nfl.stats import format_mean_ci
 from nfl.sweep import Cell, SweepInterrupted
 from nfl.tasks import Dataset
@@ -287,6 +290,27 @@ def test_aggregation_takes_median_and_quartiles_over_rounds() -> None:
     assert timing["wall_median_s"] == 6.0 and timing["rounds"] == 5 and timing["clock"] == "thread_cpu"
     with pytest.raises(ValueError, match="different clocks"):
         summarise([fake_block(1.0), {**fake_block(1.0), "clock": "wall"}])
+
+
+def test_a_slowdown_common_to_a_round_is_divided_out(tmp_path: Path) -> None:
+    # Ten cells of 1 ... 10 ms; rounds 1 and 3 run every cell 1.8x slower, as a busy host does.
+    n, slow = 10, {1: 1.8, 3: 1.8}
+    log: list[Cell] = []
+
+    def measure_once(cell: Cell) -> dict:
+        log.append(cell)
+        seconds = 1e-3 * cell.rank * slow.get((len(log) - 1) // n, 1.0)
+        return {"summary": {}, "block": fake_block(seconds)}
+
+    records = run_rounds(cells(n), measure_once, ResultStore(tmp_path / "s.jsonl"), rounds=5, seed=3)
+    for record in records:
+        timing = record["timing"]
+        assert timing["median_s"] == pytest.approx(1e-3 * record["rank"]) and timing["iqr_s"] == pytest.approx(0, abs=1e-12)
+        assert timing["unadjusted_median_s"] == pytest.approx(1e-3 * record["rank"])
+        assert timing["largest_round_factor"] == pytest.approx(1.8) and not timing["noisy"]
+    unadjusted = summarise([fake_block(1e-3 * 1.8 ** (r in slow)) for r in range(5)])
+    assert unadjusted["noisy"], "without the factors the same rounds read as noise"
+    assert round_factors([{0: 1.0, 1: 2.0}] * (ROUND_EFFECT_MIN_CELLS - 1)) == {0: 1.0, 1: 1.0}, "too few cells: nothing"
 
 
 def test_the_noise_rule_on_hand_made_timings() -> None:
