@@ -44,7 +44,7 @@ def mark_empty(ax: plt.Axes, why: str = "no finite runs to show") -> None:
 
 
 class _PlainNumbers(ticker.Formatter):
-    """A log axis's labels as plain numbers ("0.04", "300", "2") from 0.001 to 10,000, where
+    """A log axis's labels as plain numbers ("0.04", "300", "2") from 0.0001 to 10,000, where
     matplotlib writes "4×10⁻²", "3×10²": short labels that do not run into each other when an
     axis of one or two decades labels its minor ticks. The ticks labelled are the default's own;
     values outside that range keep their powers of ten."""
@@ -62,7 +62,7 @@ class _PlainNumbers(ticker.Formatter):
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         text = self.inner(x, pos)
-        return f"{x:g}" if text and 1e-3 <= abs(x) <= 1e4 else text
+        return f"{x:g}" if text and 1e-4 <= abs(x) <= 1e4 else text
 
 
 def plain_log_ticks(fig: plt.Figure) -> None:
