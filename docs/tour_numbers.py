@@ -16,6 +16,8 @@ import numpy as np
 
 import adapters
 from figures.records import Point, aggregate
+from nfl.rounds import aggregate_stored
+from nfl.selection import at_tuned_lr, tune
 
 DOCS = Path(__file__).resolve().parent
 Record = dict[str, Any]
@@ -24,6 +26,16 @@ Record = dict[str, Any]
 def load(study: str, name: str) -> list[Record]:
     """The records of ``docs/img/<study>/<name>.jsonl``."""
     return [json.loads(line) for line in (DOCS / "img" / study / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+
+
+def tuned(study: str, name: str) -> list[Record]:
+    """The records of each (method, rank) at its tuned learning rate, every seed."""
+    return at_tuned_lr(load(study, name))
+
+
+def tuned_lrs(study: str, name: str) -> dict[str, float]:
+    """method -> its tuned learning rate (at its default rank)."""
+    return {t.method: t.lr for t in tune(load(study, name)) if t.rank == adapters.get(t.method).default_rank}
 
 
 def points(records: list[Record], value: Callable[[Record], float]) -> dict[tuple[str, int | None], Point]:
@@ -41,27 +53,33 @@ def overall(records: list[Record], value: Callable[[Record], float]) -> float:
 
 
 def experiment_quotes() -> list[tuple[str, str]]:
-    """Sections 1 and 2: the paper's preset against nfl's default."""
+    """Sections 1 and 2: the paper's preset against nfl's default, each method at its tuned lr."""
     out = []
-    for study, fine, coarse in (("paper", "{:.2f}", "{:.2f}"), ("adaptability", "{:.4f}", "{:.3f}")):
-        recs = load(study, "adaptability")
-        min_loss = points(recs, summary("min_val_loss"))
-        adapters_only = [p.mean for (m, _), p in min_loss.items() if m != "full"]
+    for study, fine, coarse in (("paper", "{:.2f}", "{:.2f}"), ("adaptability", "{:.4f}", "{:.4f}")):
+        recs = tuned(study, "adaptability")
+        test = points(recs, summary("test_loss"))
+        adapters_only = [p.mean for (m, _), p in test.items() if m != "full"]
         out += [
             (f"{study}: pretrained base-task validation loss", fine.format(overall(recs, summary("pretrained_base_val_loss")))),
             (f"{study}: zero predictor, base task", f"{overall(recs, summary('base_zero_loss')):.2f}"),
             (f"{study}: zero predictor, shifted task", f"{overall(recs, summary('shifted_zero_loss')):.2f}"),
-            (f"{study}: shifted-task loss before adaptation", coarse.format(overall(recs, lambda r: r["history"]["val_loss"][0]))),
-            (f"{study}: full fine-tuning, min validation loss", fine.format(min_loss[("full", None)].mean)),
-            (f"{study}: adapters' min validation loss, lowest", coarse.format(min(adapters_only))),
-            (f"{study}: adapters' min validation loss, highest", coarse.format(max(adapters_only))),
+            (f"{study}: shifted-task test loss before adaptation", coarse.format(overall(recs, lambda r: r["history"]["test_loss"][0]))),
+            (f"{study}: full fine-tuning, test loss", fine.format(test[("full", None)].mean)),
+            (f"{study}: adapters' test loss, lowest", coarse.format(min(adapters_only))),
+            (f"{study}: adapters' test loss, highest", coarse.format(max(adapters_only))),
         ]
-    default = load("adaptability", "adaptability")
-    best = min((p for (m, _), p in points(default, summary("min_val_loss")).items() if m != "full"), key=lambda p: p.mean)
-    forgetting = points(default, summary("forgetting_base_val_loss"))
+    default = tuned("adaptability", "adaptability")
+    test = points(default, summary("test_loss"))
+    ranked = sorted((p for (m, _), p in test.items() if m != "full"), key=lambda p: p.mean)
+    forgetting = points(default, summary("forgetting_base_test_loss"))
+    lrs = tuned_lrs("adaptability", "adaptability")
     out += [
-        ("adaptability: the adapter with the lowest min validation loss", adapters.get(best.method).label),
+        ("adaptability: the adapter with the lowest test loss", adapters.get(ranked[0].method).label),
+        ("adaptability: the adapter with the highest test loss", adapters.get(ranked[-1].method).label),
         ("adaptability: full fine-tuning, base-task loss after", f"{forgetting[('full', None)].mean:.3f}"),
+        ("adaptability: PiSSA, base-task loss after", f"{at_default(forgetting, 'pissa').mean:.3f}"),
+        ("adaptability: LoRA's tuned lr", f"{lrs['lora']:g}"),
+        ("adaptability: PiSSA's tuned lr", f"{lrs['pissa']:g}"),
     ]
     return out
 
@@ -69,12 +87,15 @@ def experiment_quotes() -> list[tuple[str, str]]:
 def setting_quotes() -> list[tuple[str, str]]:
     """The settings the text names, read from the records' config (the same in both presets)."""
     config = load("adaptability", "adaptability")[0]["config"]
+    grid = config["train"]["lr_grid"]
     return [
         ("config: width", str(config["model"]["width"])),
         ("config: training samples", str(config["task"]["n_train"])),
         ("config: pretraining steps", str(config["train"]["pretrain_epochs"])),
         ("config: adaptation steps", str(config["train"]["adapt_epochs"])),
-        ("config: adaptation learning rate", f"{config['train'].get('adapt_lr') or config['train']['lr']:g}"),
+        ("config: learning rates of the grid", str(len(grid))),
+        ("config: the grid's lowest learning rate", f"{min(grid):g}"),
+        ("config: the grid's highest learning rate", f"{max(grid):g}"),
     ]
 
 
@@ -87,8 +108,9 @@ def pareto_quotes() -> list[tuple[str, str]]:
     """Section 3: the first step's gradient norm (default ranks) and the training-step times."""
     grads = points(load("pareto", "grad_norm"), summary("initial_grad_norm"))
     out = [(f"pareto: initial gradient norm, {m}", f"{at_default(grads, m).mean:.2g}") for m in ("full", "lora", "milora", "pissa")]
-    defaults = {(r["method"], r["rank"]) for r in load("pareto", "adaptability")}
-    step_ms = [1e3 * r["timing"]["median_s"] for r in load("pareto", "train_time") if (r["method"], r["rank"]) in defaults]
+    defaults = {(m, adapters.get(m).default_rank) for m in adapters.names()}
+    timed = aggregate_stored(load("pareto", "train_time"))  # one record per (cell, round) -> one per cell
+    step_ms = [1e3 * r["timing"]["median_s"] for r in timed if (r["method"], r["rank"]) in defaults]
     out += [
         ("pareto: fastest training step, ms (default ranks)", f"{min(step_ms):.2f}"),
         ("pareto: slowest training step, ms (default ranks)", f"{max(step_ms):.2f}"),
@@ -97,8 +119,8 @@ def pareto_quotes() -> list[tuple[str, str]]:
 
 
 def anatomy_quotes() -> list[tuple[str, str]]:
-    """Sections 4 and 5: rank bounds, dead rows, subspace similarity and amplification (default ranks)."""
-    recs = load("anatomy", "anatomy")
+    """Sections 4 and 5: rank bounds, dead rows, subspace similarity and amplification (default ranks, tuned lr)."""
+    recs = tuned("anatomy", "anatomy")
 
     def stat(key: str, method: str, fmt: str) -> str:
         return fmt.format(at_default(points(recs, summary(key)), method).mean)
@@ -111,10 +133,9 @@ def anatomy_quotes() -> list[tuple[str, str]]:
         ("anatomy: PiSSA rank bound", stat("rank_bound", "pissa", "{:.0f}")),
         ("anatomy: DoRA rank bound", stat("rank_bound", "dora", "{:.0f}")),
         ("anatomy: MoS lowest rank bound over seeds", str(min(mos_bounds))),
+        ("anatomy: MoS highest rank bound over seeds", str(max(mos_bounds))),
         ("anatomy: full fine-tuning, mean rank of ΔW", stat("delta_rank", "full", "{:.1f}")),
         (f"anatomy: full fine-tuning, zero rows of ΔW at seed {first}", str(dead_rows)),
-        ("anatomy: ‖ΔW‖_F, LoRA", stat("delta", "lora", "{:.2f}")),
-        ("anatomy: ‖ΔW‖_F, AdaLoRA", stat("delta", "adalora", "{:.2f}")),
         ("anatomy: φ top-r, PiSSA", stat("phi_top", "pissa", "{:.2f}")),
         ("anatomy: φ random, PiSSA", stat("phi_random", "pissa", "{:.2f}")),
         ("anatomy: φ top-r, LoRA", stat("phi_top", "lora", "{:.2f}")),
@@ -127,19 +148,20 @@ def anatomy_quotes() -> list[tuple[str, str]]:
 
 
 def rank_quotes() -> list[tuple[str, str]]:
-    """Section 6: LoRA from rank 1 to 64 against full fine-tuning; VeRA's and AdaLoRA's flat lines."""
-    recs = load("rank", "rank")
-    loss, forgetting = points(recs, summary("min_val_loss")), points(recs, summary("forgetting_base_val_loss"))
-    vera = [p.mean for (m, _), p in loss.items() if m == "vera"]
+    """Section 6: LoRA from rank 1 to 64 against full fine-tuning; VeRA's and AdaLoRA's lines."""
+    recs = tuned("rank", "rank")
+    loss, forgetting = points(recs, summary("test_loss")), points(recs, summary("forgetting_base_test_loss"))
     return [
-        ("rank: LoRA r=1 min validation loss", f"{loss[('lora', 1)].mean:.4f}"),
-        ("rank: LoRA r=64 min validation loss", f"{loss[('lora', 64)].mean:.4f}"),
+        ("rank: LoRA r=1 test loss", f"{loss[('lora', 1)].mean:.4f}"),
+        ("rank: LoRA r=64 test loss", f"{loss[('lora', 64)].mean:.4f}"),
         ("rank: LoRA r=64 trainable parameters", f"{loss[('lora', 64)].params:,}"),
         ("rank: full fine-tuning trainable parameters", f"{loss[('full', None)].params:,}"),
+        ("rank: full fine-tuning test loss", f"{loss[('full', None)].mean:.4f}"),
         ("rank: LoRA r=1 base-task loss after", f"{forgetting[('lora', 1)].mean:.4f}"),
         ("rank: LoRA r=64 base-task loss after", f"{forgetting[('lora', 64)].mean:.4f}"),
         ("rank: pretrained base-task loss", f"{overall(recs, summary('pretrained_base_val_loss')):.4f}"),
-        ("rank: VeRA min validation loss over ranks 1 ... 64 (to 3 places)", "–".join(sorted({f"{v:.3f}" for v in vera}))),
+        ("rank: VeRA r=1 test loss", f"{loss[('vera', 1)].mean:.4f}"),
+        ("rank: VeRA r=64 test loss", f"{loss[('vera', 64)].mean:.4f}"),
         ("rank: AdaLoRA r=64 base-task loss after", f"{forgetting[('adalora', 64)].mean:.4f}"),
     ]
 
