@@ -9,19 +9,18 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
 from figures.style import method_style
-from nfl.rounds import NOISY_IQR_FRACTION, clock_label
+from nfl.rounds import NOISE_RULE, clock_label
 
 
 @dataclass(frozen=True)
 class TimedPoint:
-    """One (method, rank) of a timing study: median and quartiles in ms over its rounds."""
+    """One (method, rank) of a timing study, in ms: its fastest round (the cost) and the median."""
 
     method: str
     rank: int | None
     params: int
+    fastest: float
     median: float
-    q1: float
-    q3: float
     rounds: int
     noisy: bool
 
@@ -29,40 +28,40 @@ class TimedPoint:
 def timing_points(records: list[dict[str, Any]]) -> list[TimedPoint]:
     """One point per (method, rank), in ms."""
     return [
-        TimedPoint(r["method"], r["rank"], r["summary"]["trainable_params"], 1e3 * r["timing"]["median_s"],
-                   1e3 * r["timing"]["q1_s"], 1e3 * r["timing"]["q3_s"], r["timing"]["rounds"], r["timing"]["noisy"])
+        TimedPoint(r["method"], r["rank"], r["summary"]["trainable_params"], 1e3 * r["timing"]["fastest_s"],
+                   1e3 * r["timing"]["median_s"], r["timing"]["rounds"], r["timing"]["noisy"])
         for r in records
     ]
 
 
 def timing_ylabel(records: list[dict[str, Any]], unit: str) -> str:
-    """"ms per step, thread CPU time (median, quartiles over 15 rounds)": what is drawn, on which clock."""
+    """"ms per step, thread CPU time (fastest of 11 rounds, bar to the median)": what is drawn, on which clock."""
     rounds = max((r["timing"]["rounds"] for r in records), default=0)
-    spread = "one round" if rounds == 1 else f"median, quartiles over {rounds} rounds"
+    spread = "one round" if rounds == 1 else f"fastest of {rounds} rounds, bar to the median"
     return f"ms per {unit}, {clock_label(records)}\n({spread})" if records else f"ms per {unit}"
 
 
 def draw_cost_vs_params(ax: plt.Axes, records: list[dict[str, Any]], title: str, unit: str) -> None:
-    """Median time against trainable parameters, one line per method over its ranks, the bars
-    spanning the quartiles (never below zero, so log axes draw them whole); a noisy cell is drawn
-    hollow and said so under the axes."""
+    """Each cell's cost (its fastest round) against trainable parameters, one line per method over
+    its ranks, a bar up to its median round (how much load it met; never below the point, so log
+    axes draw it whole); a noisy cell is drawn hollow and said so in the corner."""
     by_method: dict[str, list[TimedPoint]] = {}
     for p in timing_points(records):
         by_method.setdefault(p.method, []).append(p)
     for method, points in by_method.items():
         points.sort(key=lambda p: -1 if p.rank is None else p.rank)
         style = method_style(method)
-        xs, ys = [p.params for p in points], [p.median for p in points]
-        bars = [[p.median - p.q1 for p in points], [p.q3 - p.median for p in points]]
+        xs, ys = [p.params for p in points], [p.fastest for p in points]
+        bars = [[0.0] * len(points), [p.median - p.fastest for p in points]]
         ms = 7 if len(points) == 1 else 4
         ax.errorbar(xs, ys, yerr=bars, color=style["color"], marker=style["marker"], ms=ms, capsize=2, lw=1.3,
                     label=style["label"], ls="-" if len(points) > 1 else "none")
         noisy = [p for p in points if p.noisy]
-        ax.plot([p.params for p in noisy], [p.median for p in noisy], ls="none", marker=style["marker"], ms=ms + 3,
+        ax.plot([p.params for p in noisy], [p.fastest for p in noisy], ls="none", marker=style["marker"], ms=ms + 3,
                 mfc="white", mec=style["color"], mew=1.3)
     if any(p.noisy for ps in by_method.values() for p in ps):
         ax.legend(handles=[Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3", ms=7)], loc="upper left",
-                  labels=[f"noisy: IQR > {NOISY_IQR_FRACTION:.0%} of median"], fontsize=7, handletextpad=0.2)
+                  labels=[f"noisy: {NOISE_RULE}"], fontsize=7, handletextpad=0.2)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("trainable parameters")

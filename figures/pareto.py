@@ -85,14 +85,14 @@ def pareto_figure(
     """The quality ``key`` of each method against trainable parameters (left) and against step
     time (right); the non-dominated methods joined by the Pareto front. Diverged runs are left out."""
     quality = aggregate(adapt, lambda r: r["summary"][key])
-    step_ms = {(p.method, p.rank): p.median for p in timing_points(train)}
+    step_ms = {(p.method, p.rank): p.fastest for p in timing_points(train)}
     seeds = max((p.n for p in quality), default=0)
     ylabel = f"{QUALITY_KEYS.get(key, key)} ({interval_wording(seeds)})"
     fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(12, 4.8))
     spread = _draw_front(by_params, [(p.params, p.mean, p) for p in quality], "trainable parameters", ylabel)
     by_params.set_title("Adaptability vs size")
     timed = [(step_ms[(p.method, p.rank)], p.mean, p) for p in quality if (p.method, p.rank) in step_ms]
-    spread |= _draw_front(by_time, timed, "training-step time (ms, median over rounds)", ylabel)
+    spread |= _draw_front(by_time, timed, "training-step time (ms, fastest round)", ylabel)
     by_time.set_title("Adaptability vs speed")
     handles = dict(zip(*reversed(by_params.get_legend_handles_labels())))
     fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5))

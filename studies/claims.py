@@ -15,7 +15,7 @@ from typing import Any, Sequence, get_args
 import numpy as np
 
 from nfl.claims import (
-    CLAIMS, RULE, Claim, Effect, Part, bootstrap_effect, combine, median_ratio, verdict, welch_difference,
+    CLAIMS, RULE, Claim, Effect, Part, bootstrap_effect, combine, timing_ratio, verdict, welch_difference,
 )
 from nfl.config import Shift
 from nfl.selection import at_tuned_lr
@@ -94,14 +94,14 @@ def _by_method(records: Records) -> dict[str, Records]:
 
 
 def timing_effect(records: Records, part: Part) -> Effect | None:
-    """log10 ratio of the timing medians (geometric mean over a side's methods), each at its default rank."""
-    medians = {r["method"]: (r["timing"]["median_s"], r["timing"]["iqr_s"]) for r in records}
-    if not all(m in medians for m in part.treatment + part.control):
+    """log10 ratio of the timing costs (geometric mean over a side's methods), each at its default rank."""
+    costs = {r["method"]: (r["timing"]["fastest_s"], r["timing"]["median_s"]) for r in records}
+    if not all(m in costs for m in part.treatment + part.control):
         return None
     def side(methods: tuple[str, ...]) -> tuple[float, float]:
-        return tuple(float(np.exp(np.mean(np.log([medians[m][i] for m in methods])))) for i in (0, 1))
+        return tuple(float(np.exp(np.mean(np.log([costs[m][i] for m in methods])))) for i in (0, 1))
 
-    return median_ratio(side(part.treatment), side(part.control))
+    return timing_ratio(side(part.treatment), side(part.control))
 
 
 def measure(part: Part, quality_records: Records, grid_records: Records, timing: dict[str, Records]) -> Effect | None:
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             figure_records[shift] = columns["tuned lr"][0]
             lines += [f"## width {width}, shift {shift}", "",
                       f"{len(sub.seeds)} seed(s), learning-rate grid {', '.join(f'{lr:g}' for lr in lrs)}; "
-                      f"quality on {grid[0]['env']['device_name']}; timing medians on {timing_device(timing)}.", "",
+                      f"quality on {grid[0]['env']['device_name']}; timing costs (fastest rounds) on {timing_device(timing)}.", "",
                       where_the_update_lies(sub), "", *table(columns, timing), ""]
         title = f"Test loss at tuned lr per shift family (width {width}, {len(setup.seeds)} seed(s))"
         paths = save(no_free_lunch_figure(figure_records, title), setup.out / f"no_free_lunch_w{width}")

@@ -21,19 +21,17 @@ from nfl import cli
 from nfl.model import target_layer_names
 from nfl.devices import cpu_name
 from nfl.results import ResultStore, environment
-from nfl.rounds import NOISY_IQR_FRACTION, clock_label, format_ms, noisy_line, run_rounds
+from nfl.rounds import NOISE_RULE, clock_label, format_ms, noisy_line, run_rounds
 from nfl.sweep import Cell, SweepInterrupted
 from nfl.timing import CLOCK_LABELS, BlockTimer, clock_for, prepared_init
 from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
 
 LOADED = 1.2  # wall / CPU time above this (median over cells): the machine was busy
 # Many short rounds rather than few long ones: on a loaded machine a cell's time drifts over
-# seconds, and each round is one more independent sample of that drift; what a round's cells share
-# of it is divided out (nfl.rounds.round_factors). Each round keeps the fastest of REPEATS blocks
-# (nfl.timing.BlockTimer): under a competing load on 2 cores that held LoRA/PiSSA at equal rank to
-# 0.96-1.03, where one block a round gave 0.80-1.33; blocks of 1 ms instead of 2 ms let it slip
-# to 0.83 in one run of three. Fewer rounds are cheaper (the pareto study takes 11) but load can
-# then tip a median: --quick's 21 are the fewest that held the pair under that load.
+# seconds, and each round is one more chance at a quiet moment; a cell's cost is its fastest round
+# (nfl.rounds). Each round keeps the fastest of REPEATS blocks (nfl.timing.BlockTimer). Under a
+# competing load on 2 cores, 11 rounds of 6 blocks held LoRA/PiSSA worse than 21 rounds of 3, and
+# 1 ms blocks worse than 2 ms; the pareto study's timing panels take 11 rounds.
 FULL_ROUNDS, QUICK_ROUNDS = 31, 21
 REPEATS = 3
 
@@ -137,12 +135,12 @@ def run(setup: StudySetup, plan: dict | None = None) -> list[dict[str, Any]]:
 
 
 def summary(records: list[dict[str, Any]], column: str) -> str:
-    """The table: median [quartiles] over rounds on the clock, and the wall clock's median."""
+    """The table: the fastest round (and the median) on the clock, and the wall clock's fastest."""
     clock = clock_label(records)
     rows = [
         {"method": adapters.get(r["method"]).label, "rank": "-" if r["rank"] is None else r["rank"],
          "params": f"{r['summary']['trainable_params']:,}", f"{column}, {clock}": format_ms(r["timing"]),
-         "wall ms": f"{1e3 * r['timing']['wall_median_s']:.3f}"}
+         "wall ms": f"{1e3 * r['timing']['wall_fastest_s']:.3f}"}
         for r in records
     ]
     return format_table(rows, ["method", "rank", "params", f"{column}, {clock}", "wall ms"])
@@ -152,8 +150,8 @@ def checks(records: list[dict[str, Any]]) -> list[str]:
     """What the timings can and cannot be trusted for: how they were taken, load, noise."""
     t = records[0]["timing"]
     lines = [
-        f"timings: ms per call, median [quartiles] over {t['rounds']} interleaved rounds, {clock_label(records)}, "
-        f"{threads(t['num_threads'])}, {t['device_name']}; * = noisy (IQR > {NOISY_IQR_FRACTION:.0%} of the median)"
+        f"timings: ms per call, the fastest of {t['rounds']} interleaved rounds (the median beside it), "
+        f"{clock_label(records)}, {threads(t['num_threads'])}, {t['device_name']}; * = noisy ({NOISE_RULE})"
     ]
     if t["clock"] == "wall" and t["num_threads"] > 1:
         lines.append(f"cannot measure: the thread's CPU time with {t['num_threads']} threads (their work runs on other "

@@ -21,15 +21,15 @@ from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
 from studies.init_time import add_rounds_argument
 
-# The timing panels' rounds: with each round's common slowdown divided out, 11 rounds came within 6.2%
-# of 31 rounds' medians for 9 cells in 10 on an idle machine; the timing studies take 31 (21 quick).
+# The timing panels' rounds: on an idle machine the fastest of 11 rounds came within 7% of the fastest
+# of 31 for 9 cells in 10; the timing studies take 31 (21 with --quick).
 TIMING_ROUNDS = 11
 
 
 def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]]) -> str:
     """One row per method at its default rank and tuned learning rate: quality over seeds (test
     loss at the selected step), costs from the sweeps."""
-    init_ms = {(r["method"], r["rank"]): 1e3 * r["timing"]["median_s"] for r in init}
+    init_ms = {(r["method"], r["rank"]): 1e3 * r["timing"]["fastest_s"] for r in init}
     step = {(r["method"], r["rank"]): r for r in train}
     rows = []
     for tuned in tune(adapt):
@@ -46,7 +46,7 @@ def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train
             "test loss": quality_cell(runs, "test_loss"),
             "forgetting": quality_cell(runs, "forgetting_base_test_loss"),
             "init ms": f"{init_ms[key]:.3f}" if key in init_ms else "-",
-            "step ms": f"{1e3 * timed['timing']['median_s']:.3f}" if timed else "-",
+            "step ms": f"{1e3 * timed['timing']['fastest_s']:.3f}" if timed else "-",
             "memory KiB": f"{timed['memory']['total'] / 1024:.1f}" if timed else "-",
             "grad norm": quality_cell(runs, "initial_grad_norm", digits=5),
         })

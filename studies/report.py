@@ -104,9 +104,9 @@ def _grad_norm(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path
 Outputs = Callable[[list[dict[str, Any]], Path], tuple[str, list[Path]]]
 
 
-def _timing(study: str, title: str, ylabel: str, column: str) -> Outputs:
+def _timing(study: str, title: str, unit: str, column: str) -> Outputs:
     def draw(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
-        figure = cost_figure(records, title, ylabel, _timing_subtitle(records))
+        figure = cost_figure(records, title, unit, _timing_subtitle(records))
         return init_time.summary(records, column), save(figure, out / study)
 
     return draw
@@ -132,8 +132,8 @@ def _anatomy(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]
 ALONE = {
     "adaptability": _adaptability,
     "grad_norm": _grad_norm,
-    "init_time": _timing("init_time", "Initialisation time", "init time per model (ms, median ± IQR/2)", "init ms"),
-    "train_time": _timing("train_time", "Training-step time", "time per step (ms, median ± IQR/2)", "step ms"),
+    "init_time": _timing("init_time", "Initialisation time", "model", "init ms"),
+    "train_time": _timing("train_time", "Training-step time", "step", "step ms"),
     "rank": _rank,
     "anatomy": _anatomy,
 }
