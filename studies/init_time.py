@@ -26,7 +26,7 @@ from nfl.sweep import Cell, SweepInterrupted
 from nfl.timing import CLOCK_LABELS, BlockTimer, clock_for, prepared_init
 from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
 
-LOADED = 1.2  # wall / CPU time above this (median over cells): the machine was busy
+LOADED = 1.2  # wall / CPU time, or the median round over the fastest, above this (median over cells): busy
 # Many short rounds rather than few long ones: on a loaded machine a cell's time drifts over
 # seconds, and each round is one more chance at a quiet moment; a cell's cost is its fastest round
 # (nfl.rounds). Each round keeps the fastest of REPEATS blocks (nfl.timing.BlockTimer). Under a
@@ -161,6 +161,10 @@ def checks(records: list[dict[str, Any]]) -> list[str]:
         if load > LOADED:
             lines.append(f"load: wall time was {load:.1f}x the thread CPU time (median over cells): other processes "
                          f"held the cores; the {CLOCK_LABELS['thread_cpu']} is what a step costs, wall what you waited")
+    slowed = float(np.median([r["timing"]["median_s"] / r["timing"]["fastest_s"] for r in records]))
+    if slowed > LOADED:
+        lines.append(f"load: the median round ran {slowed:.2f}x the fastest (median over cells): the machine was "
+                     "busy; the fastest rounds are the costs, compare the medians with care")
     return lines
 
 

@@ -20,13 +20,12 @@ import torch
 import adapters
 from nfl.devices import cpu_name
 from nfl.results import ResultStore
-from nfl.rounds import (
-    NOISY_MARGIN, format_ms, is_noisy, noisy_line, round_order, run_rounds, summarise,
-)
+from nfl.rounds import NOISY_MARGIN, format_ms, is_noisy, noisy_line, round_order, run_rounds, summarise
 from nfl.stats import format_mean_ci
 from nfl.sweep import Cell, SweepInterrupted
 from nfl.tasks import Dataset
 from nfl.timing import BlockTimer, Timing, TimingOptions, clock_for, measure, prepared_init, prepared_train_step
+from studies.init_time import checks
 from tests.conftest import TwoLayer
 
 FAST = TimingOptions(min_run_time=0.01, max_run_time=0.05, warmup=1, repeats=5, num_threads=1)
@@ -308,6 +307,16 @@ def test_load_that_hits_most_rounds_of_one_cell_leaves_its_cost_alone(tmp_path: 
     assert first["fastest_s"] == second["fastest_s"] == pytest.approx(1e-3)
     assert first["median_s"] == pytest.approx(2e-3) and second["median_s"] == pytest.approx(1e-3)
     assert first["noisy"] and not second["noisy"], "a cost that rests on 2 rounds of 9 is flagged"
+
+
+def test_the_checks_say_when_the_median_round_ran_well_above_the_fastest() -> None:
+    def record(seconds: list[float]) -> dict:
+        timing = {**summarise([fake_block(s) for s in seconds]), "num_threads": 1, "device_name": "cpu"}
+        return {"method": "lora", "rank": 1, "timing": {**timing, "wall_median_s": timing["median_s"]}}
+
+    quiet, busy = [record([1.0, 1.02, 1.01])], [record([1.0, 1.6, 1.7])]
+    assert not any(line.startswith("load:") for line in checks(quiet))
+    assert any(line.startswith("load: the median round ran 1.60x the fastest") for line in checks(busy))
 
 
 def test_the_noise_rule_on_hand_made_timings() -> None:
