@@ -53,9 +53,10 @@ class TimingSettings:
     quick: bool
 
     def seconds_per_block(self) -> float:
-        """An estimate of one cell's round: its blocks overshoot the target by half on average
-        (calls double), plus the warm call and the record's write (measured: about 4 ms)."""
-        return REPEATS * 1.5 * self.block_s + self.block_s + 0.004
+        """An estimate of one cell's round: its blocks overshoot the target by about 15% (trimmed
+        calibration, nfl.timing.BlockTimer), plus the warm call and the record's write (measured
+        on 2 idle cores: 7.8 ms a cell and round with 2 ms blocks)."""
+        return REPEATS * 1.15 * self.block_s + 0.001
 
     def measurement(self) -> str:
         """The part of a cell's identity that changes its numbers (rounds excepted: each round is

@@ -200,6 +200,13 @@ def test_the_cpu_clock_does_not_count_waiting() -> None:
     assert block["wall_s"] >= 0.005 and block["seconds"] < 0.002 and block["calls"] == 1
 
 
+def test_a_block_that_doubling_overshoots_is_trimmed_to_just_above_its_target() -> None:
+    gpu = FakeGpu()
+    timer = BlockTimer(lambda: gpu.work(0.0009), gpu, 1, warmup=0, target_s=0.002, repeats=1)
+    assert timer.calls == 3  # doubling stops at 4 calls (3.6 ms); 3 calls (2.7 ms) are the fewest above 2.2 ms
+    assert timer()["seconds"] * timer.calls >= 0.002
+
+
 def test_several_threads_fall_back_to_the_wall_clock() -> None:
     assert clock_for("cpu", 1) == "thread_cpu" and clock_for("cpu", 2) == "wall"
     assert clock_for(FakeGpu(), 1) == "cuda_events"
