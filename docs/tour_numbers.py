@@ -60,10 +60,12 @@ def experiment_quotes() -> list[tuple[str, str]]:
         test = points(recs, summary("test_loss"))
         adapters_only = [p.mean for (m, _), p in test.items() if m != "full"]
         out += [
-            (f"{study}: pretrained base-task validation loss", fine.format(overall(recs, summary("pretrained_base_val_loss")))),
+            (f"{study}: pretrained base-task validation loss",
+             fine.format(overall(recs, summary("pretrained_base_val_loss")))),
             (f"{study}: zero predictor, base task", f"{overall(recs, summary('base_zero_loss')):.2f}"),
             (f"{study}: zero predictor, shifted task", f"{overall(recs, summary('shifted_zero_loss')):.2f}"),
-            (f"{study}: shifted-task test loss before adaptation", coarse.format(overall(recs, lambda r: r["history"]["test_loss"][0]))),
+            (f"{study}: shifted-task test loss before adaptation",
+             coarse.format(overall(recs, lambda r: r["history"]["test_loss"][0]))),
             (f"{study}: full fine-tuning, test loss", fine.format(test[("full", None)].mean)),
             (f"{study}: adapters' test loss, lowest", coarse.format(min(adapters_only))),
             (f"{study}: adapters' test loss, highest", coarse.format(max(adapters_only))),
