@@ -216,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             figure_records[shift] = columns["tuned lr"][0]
             lines += [f"## width {width}, shift {shift}", "",
                       f"{len(sub.seeds)} seed(s), learning-rate grid {', '.join(f'{lr:g}' for lr in lrs)}; "
-                      f"quality on {grid[0]['env']['device_name']}; timing costs (fastest rounds) on {timing_device(timing)}.", "",
+                      f"quality on {grid[0]['env']['device_name']}; "
+                      f"timing costs (fastest rounds) on {timing_device(timing)}.", "",
                       where_the_update_lies(sub), "", *table(columns, timing), ""]
         title = f"Test loss at tuned lr per shift family (width {width}, {len(setup.seeds)} seed(s))"
         paths = save(no_free_lunch_figure(figure_records, title), setup.out / f"no_free_lunch_w{width}")

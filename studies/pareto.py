@@ -93,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(adaptability.report(adapt).split("\n")[:3]))
     print(summary_table(adapt, init, train))
     if train:  # how far the step times can be trusted: the LoRA/PiSSA sanity pair, what the CPU cannot measure
-        threads = train[0]["timing"]["num_threads"]
-        print("\n".join(["", *init_time.checks(train), *train_time.checks(train), noisy_line(train, threads)]))
+        checks = [*init_time.checks(train), *train_time.checks(train)]
+        print("\n".join(["", *checks, noisy_line(train, train[0]["timing"]["num_threads"])]))
     print(f"\nrecords: {', '.join(str(setup.out / f'{s}.jsonl') for s in ('adaptability', 'grad_norm', 'init_time', 'train_time'))}")
     print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
 
