@@ -31,7 +31,7 @@ LOADED = 1.2  # wall / CPU time, or the median round over the fastest, above thi
 # seconds, and each round is one more chance at a quiet moment; a cell's cost is its fastest round
 # (nfl.rounds). Each round keeps the fastest of REPEATS blocks (nfl.timing.BlockTimer). Under a
 # competing load on 2 cores, 11 rounds of 6 blocks held LoRA/PiSSA worse than 21 rounds of 3, and
-# 1 ms blocks worse than 2 ms; the pareto study's timing panels take 11 rounds.
+# 1 ms blocks worse than 2 ms; the pareto study's timing panels take QUICK_ROUNDS.
 FULL_ROUNDS, QUICK_ROUNDS = 31, 21
 REPEATS = 3
 

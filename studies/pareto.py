@@ -19,11 +19,11 @@ from nfl.rounds import noisy_line
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
-from studies.init_time import add_rounds_argument
+from studies.init_time import QUICK_ROUNDS, add_rounds_argument
 
-# The timing panels' rounds: on an idle machine the fastest of 11 rounds came within 7% of the fastest
-# of 31 for 9 cells in 10; the timing studies take 31 (21 with --quick).
-TIMING_ROUNDS = 11
+# The timing panels' rounds: those of train_time --quick, which held LoRA/PiSSA under load. With 11
+# rounds a busy host left one cell without a quiet round in a default run (LoRA/PiSSA r=2: 1.375).
+TIMING_ROUNDS = QUICK_ROUNDS
 
 
 def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]]) -> str:
