@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -86,7 +87,7 @@ class RankAllocator:
     Each adapter's ``on_step`` reports to ``arrive``; the allocator acts once per step, when the
     last registered adapter has arrived, so the budget is shared by all layers jointly.
 
-    The tensors may carry leading run dimensions (``nfl.batched`` registers stacked P, Λ, Q of K
+    The tensors may carry leading run dimensions (``AdaLoRA.stacked_on_step`` registers stacked P, Λ, Q of K
     runs, gradients in ``.grad``): scores, thresholds and masks are then taken per run.
     """
 
@@ -194,6 +195,20 @@ class RankAllocator:
             adapter.Lambda.masked_fill_(~keep, 0.0)
 
 
+@dataclasses.dataclass
+class _StackedTriplet:
+    """One layer's P, Λ and Q of K runs stacked, read by a :class:`RankAllocator` as an adapter (the
+    gradients in ``.grad``, as after ``backward``)."""
+
+    P: torch.Tensor
+    Lambda: torch.Tensor
+    Q: torch.Tensor
+    init_rank: int
+
+    def triplet(self) -> dict[str, torch.Tensor]:
+        return {"P": self.P, "Lambda": self.Lambda, "Q": self.Q}
+
+
 @register(
     "adalora",
     label="AdaLoRA",
@@ -253,6 +268,24 @@ class AdaLoRA(LowRank):
 
     def on_step(self, step: int, total_steps: int) -> None:
         self.allocator.arrive(self, step, total_steps)
+
+    @classmethod
+    def stacked_on_step(
+        cls, runs: list[list[AdaLoRA]], stacked: Callable[[nn.Module, str], torch.Tensor]
+    ) -> Callable[[int, int], None]:
+        """The runs' budgets as one allocator over the stacked triplets: scores, thresholds and masks
+        are taken per run (the allocator's tensors carry the leading run dimension)."""
+        allocators = [run[0].allocator for run in runs]
+        schedules = {(a.target_rank, a.tinit, a.tfinal, a.deltaT, a.beta1, a.beta2) for a in allocators}
+        if len(schedules) > 1:
+            raise ValueError(f"stacked AdaLoRA runs need one budget schedule, got {sorted(schedules, key=str)}")
+        first = allocators[0]
+        schedule = {name: getattr(first, name) for name in ("tinit", "tfinal", "deltaT", "beta1", "beta2")}
+        allocator = RankAllocator(first.target_rank, **schedule)
+        for adapter in first.adapters:
+            allocator.register(_StackedTriplet(*(stacked(adapter, name) for name in ("P", "Lambda", "Q")),
+                                               adapter.init_rank))
+        return allocator.allocate
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, target_rank={self.rank}, init_rank={self.init_rank}"

@@ -9,8 +9,9 @@ hyper-parameters are a frozen :class:`HParams` dataclass, validated once when it
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -105,6 +106,23 @@ class Adapter(nn.Module):
     def on_step(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step, gradients still present (e.g. AdaLoRA's allocation)."""
 
+    @classmethod
+    def stacked_on_step(
+        cls, runs: list[list[Adapter]], stacked: Callable[[nn.Module, str], torch.Tensor]
+    ) -> Callable[[int, int], None] | None:
+        """``on_step`` for K runs of this method trained at once (:mod:`adapters.stacked`): the runs'
+        adapters of this class (``runs[i]``: run i's, in model order) and ``stacked(module, name)``,
+        the (K, ...) tensor of parameter ``name`` of run 0's ``module``, whose ``.grad`` holds the K
+        runs' gradients after each backward pass. Returns a callable ``(step, total_steps)`` that acts
+        on every run as its own ``on_step`` would, or None when the class has no ``on_step``. A class
+        with an ``on_step`` but no stacked form cannot be trained stacked (``adapters.check`` says so)."""
+        return None
+
+    @classmethod
+    def overrides(cls, hook: str) -> bool:
+        """Whether this class defines its own ``hook`` (``regularization``, ``on_step``, ...)."""
+        return inspect.getattr_static(cls, hook) is not inspect.getattr_static(Adapter, hook)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
@@ -112,9 +130,10 @@ class Adapter(nn.Module):
 @contextmanager
 def merged(model: nn.Module) -> Iterator[nn.Module]:
     """Inside the block every adapter of ``model`` computes as its merged dense layer
-    (:meth:`Adapter.merged_forward`): for evaluation, where no gradient flows. It is the same
-    function (forward(x) == x W'^T + b is the contract) at the base layer's cost, where the method's
-    own forward pays its side path on every row of a large evaluation batch."""
+    (:meth:`Adapter.merged_forward`). It is the same function (forward(x) == x W'^T + b is the
+    contract): for evaluation at the base layer's cost, where the method's own forward pays its side
+    path on every row of a large batch; and for the Hessian (:mod:`nfl.sharpness`), where gradient
+    tricks of a forward such as DoRA's detached norm would make the operator asymmetric."""
     hooks = [module for module in model.modules() if isinstance(module, Adapter)]
     for hook in hooks:
         hook.forward = hook.merged_forward  # an instance attribute: nn.Module calls it in place of the class's

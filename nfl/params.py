@@ -1,4 +1,5 @@
-"""Trainable parameters: which, how many, and the norm of their gradient."""
+"""Trainable parameters: which, how many, and the norm of their gradient (one definition for every
+engine and for Figure 1)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in trainable_parameters(model))
 
 
-def grad_norm(params: Iterable[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of all gradients together, sqrt(sum_p ||grad p||^2); parameters without one count 0."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+def gradient_norm(grads: Iterable[torch.Tensor | None], run_dims: int = 0) -> torch.Tensor:
+    """L2 norm of the gradients together, sqrt(sum_g ||g||^2) (None counts 0); with ``run_dims``
+    leading dimensions kept apart (the stacked engine's runs), one norm per run."""
+    parts = [g.reshape(*g.shape[:run_dims], -1).norm(dim=-1) for g in grads if g is not None]
+    if not parts:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return torch.linalg.vector_norm(torch.stack(parts), dim=0)

@@ -4,43 +4,30 @@
 largest Hessian eigenvalue at initialisation (a stable step needs lr ≲ 2 / λ_max). Computed by power
 iteration on Hessian-vector products (double backward through the kept gradient graph), never
 forming H. The loss is the task's MSE on the training samples (a regulariser's curvature is not the
-data's). Each adapter is evaluated through its ``merged_weight()``: the same function, but without
+data's; the loss is the testbed's task loss, as in :func:`adapters.step.objective`). Each adapter is evaluated through its ``merged_weight()``: the same function, but without
 gradient tricks such as DoRA's detached norm (§4.3), which would make the "Hessian" the Jacobian of
 a field that is not a gradient, and not symmetric.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapters.base import Adapter
+from adapters.base import merged
+from adapters.step import LossFn
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
 
-@contextmanager
-def merged_forward(model: nn.Module) -> Iterator[None]:
-    """Every adapter of ``model`` computes F.linear(x, merged_weight(), bias) while inside."""
-    hooks = [
-        module.register_forward_hook(lambda m, inputs, _: F.linear(inputs[0], m.merged_weight(), m.bias))
-        for module in model.modules()
-        if isinstance(module, Adapter)
-    ]
-    try:
-        yield
-    finally:
-        for hook in hooks:
-            hook.remove()
-
-
-def hessian_matvec(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[MatVec, int]:
-    """(v -> H v on flat vectors, number of trainable parameters) of MSE(model(x), y); call it
-    inside :func:`merged_forward`.
+def hessian_matvec(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn = F.mse_loss
+) -> tuple[MatVec, int]:
+    """(v -> H v on flat vectors, number of trainable parameters) of ``loss_fn(model(x), y)``; call it
+    inside ``adapters.merged(model)``.
 
     The gradient is taken once with its graph kept (``create_graph``); each product is then one
     backward pass through it, ∂(∇L · v)/∂θ. ``torch.func``'s jvp of grad computes the same product,
@@ -49,7 +36,7 @@ def hessian_matvec(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     params = [p for p in model.parameters() if p.requires_grad]
     sizes = [p.numel() for p in params]
     with torch.enable_grad():
-        loss = F.mse_loss(model(x), y)
+        loss = loss_fn(model(x), y)
         gradient = torch.autograd.grad(loss, params, create_graph=True)
 
     def matvec(v: torch.Tensor) -> torch.Tensor:
@@ -94,11 +81,12 @@ def top_eigenvalue(matvec: MatVec, start: torch.Tensor, iterations: int = 300, t
 
 def lambda_max(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
-    iterations: int = 300, tol: float = 1e-6,
+    iterations: int = 300, tol: float = 1e-6, loss_fn: LossFn = F.mse_loss,
 ) -> float:
-    """λ_max of the Hessian of MSE(model(x), y) w.r.t. the trainable parameters, from a random start."""
-    with merged_forward(model):
-        matvec, n = hessian_matvec(model, x, y)
+    """λ_max of the Hessian of the task loss ``loss_fn(model(x), y)`` (the step's objective without
+    its regularisers) w.r.t. the trainable parameters, from a random start."""
+    with merged(model):
+        matvec, n = hessian_matvec(model, x, y, loss_fn)
         p = next(p for p in model.parameters() if p.requires_grad)
         start = torch.randn(n, generator=generator, dtype=p.dtype).to(p.device)
         return top_eigenvalue(matvec, start, iterations, tol)

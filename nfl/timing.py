@@ -35,17 +35,18 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torch.utils.benchmark as benchmark
 from torch import nn
 
 import adapters as registry
 from adapters.base import Adapter
+from adapters.step import step as adapter_step
 from nfl.config import TrainConfig
 from nfl.devices import Clock, DeviceLike, HostClock, accelerator_for, cpu_name
 from nfl.memory import measured_peak_bytes
 from nfl.params import trainable_parameters
 from nfl.tasks import Dataset
-from nfl.training import optimisation_step
 
 CALIBRATION_MARGIN = 1.1  # a calibrated block aims this far above its target, so it stays above it
 CLOCK_LABELS = {"thread_cpu": "thread CPU time", "wall": "wall time", "cuda_events": "CUDA events"}
@@ -310,7 +311,7 @@ def prepared_train_step(
     step = total_steps // 2 if step is None else step
 
     def one_step() -> None:
-        optimisation_step(model, optimizer, data.x_train, data.y_train, hooks, step, total_steps)
+        adapter_step(model, optimizer, hooks, F.mse_loss, data.x_train, data.y_train, step, total_steps)
 
     one_step()
     return one_step

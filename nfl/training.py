@@ -1,4 +1,5 @@
-"""Pretraining and adaptation loops: full-batch Adam, a History of every step."""
+"""Pretraining and adaptation: the sequential training loop, a History of every step, and the
+rule that says a run diverged."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,15 +15,23 @@ from torch import nn
 
 import adapters as registry
 from adapters.base import Adapter, merged
+from adapters.step import LossFn, regularizers
+from adapters.step import step as adapter_step
 from nfl import seeds
 from nfl.config import ExperimentConfig
-from nfl.params import count_trainable, grad_norm, trainable_parameters
+from nfl.params import count_trainable, gradient_norm, trainable_parameters
 from nfl.model import MLP, make_mlp, target_layer_names
 from nfl.tasks import Dataset, TaskData
 
 
 class DegenerateTaskWarning(UserWarning):
     """The pretrained model is no better than predicting zero: adaptation results mean little."""
+
+
+# A run is stopped as diverged once its validation loss exceeds this many times its loss before the
+# first step: at --adapt-lr 10 the losses grew to ~1e15 and stayed finite, and a loss 100x the start is
+# far past anything a run recovers from here (the zero predictor of the MLP's tasks is ~10x the start).
+BLOWUP = 100.0
 
 
 @dataclass
@@ -34,10 +43,10 @@ class History:
     ``train_loss[i-1]`` and ``grad_norm[i-1]`` belong to step i (the loss it minimised, regulariser
     included, and the L2 norm of its gradient over the trainable parameters).
 
-    A run whose loss, gradient norm or validation loss stops being finite is stopped:
-    ``diverged_at`` is that step (0: the model was not finite to begin with) and each list ends
-    with its last finite value (the step's loss and gradient norm may be finite when the
-    validation loss after it is not).
+    A run diverges when its loss, gradient norm or validation loss stops being finite, or its
+    validation loss exceeds ``BLOWUP`` times the loss before the first step (:meth:`record`). It is
+    stopped there: ``diverged_at`` is that step (0: the model was not finite to begin with) and each
+    list ends with its last finite, unblown value.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -46,9 +55,39 @@ class History:
     grad_norm: list[float] = field(default_factory=list)
     diverged_at: int | None = None
 
+    @classmethod
+    def start(cls, val_loss: float, test_loss: float) -> History:
+        """The losses before the first step; a model not finite there is diverged at step 0."""
+        if math.isfinite(val_loss):
+            return cls(val_loss=[val_loss], test_loss=[test_loss])
+        return cls(diverged_at=0)
+
+    def record(self, train_loss: float, grad_norm: float, val_loss: float, test_loss: float) -> bool:
+        """Append one step; True (and ``diverged_at`` set to the step) when the run diverged there. A
+        diverged step keeps its finite loss and gradient norm, not its validation and test losses."""
+        step = len(self.train_loss) + 1
+        row = (train_loss, grad_norm, val_loss, test_loss)
+        blown = self.val_loss[0] > 0 and val_loss > BLOWUP * self.val_loss[0]
+        finite = [math.isfinite(value) for value in row]
+        diverged = blown or not all(finite)
+        for values, value, keep in zip(self.lists(), row, (finite[0], finite[1], not diverged, not diverged)):
+            if keep:
+                values.append(value)
+        if diverged:
+            self.diverged_at = step
+        return diverged
+
+    def lists(self) -> tuple[list[float], ...]:
+        return self.train_loss, self.grad_norm, self.val_loss, self.test_loss
+
     @property
     def min_val_loss(self) -> float:
         return min(self.val_loss)
+
+    @property
+    def selected_step(self) -> int:
+        """The step validation selects: the lowest validation loss, the earliest on a tie."""
+        return min(range(len(self.val_loss)), key=self.val_loss.__getitem__)
 
     @property
     def final_val_loss(self) -> float:
@@ -62,88 +101,58 @@ class History:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean squared error of ``model`` on (x, y), its adapters merged (``adapters.merged``)."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn = F.mse_loss) -> float:
+    """``loss_fn`` of ``model`` on (x, y), its adapters merged (``adapters.merged``)."""
     with merged(model):
-        return float(F.mse_loss(model(x), y))
+        return float(loss_fn(model(x), y))
 
 
-def optimisation_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    hooks: Sequence[Adapter],
-    step: int,
-    total_steps: int,
-    on_gradients: Callable[[], None] | None = None,
-) -> torch.Tensor:
-    """One full optimisation step, as the pipeline trains and the timing measures it.
-
-    zero_grad, forward, MSE loss plus each hook's ``regularization()``, backward, optimiser step,
-    then each hook's ``on_step(step, total_steps)`` while the gradients are still there.
-    ``on_gradients`` runs between backward and the optimiser step (``train`` records the gradient
-    norm there). Returns the detached loss without reading it, so a timed step never syncs.
-    """
-    optimizer.zero_grad(set_to_none=True)
-    loss = F.mse_loss(model(x), y)
-    for hook in hooks:
-        extra = hook.regularization()
-        if extra is not None:
-            loss = loss + extra
-    loss.backward()
-    if on_gradients is not None:
-        on_gradients()
-    optimizer.step()
-    for hook in hooks:
-        hook.on_step(step, total_steps)
-    return loss.detach()
-
-
-def _norm_of_gradient(loss: torch.Tensor, params: list[nn.Parameter]) -> float:
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads if g is not None])))
-
-
-def initial_gradient_norms(model: nn.Module, data: Dataset, hooks: Sequence[Adapter] = ()) -> tuple[float, float | None]:
+def initial_gradient_norms(
+    model: nn.Module, data: Dataset, hooks: Sequence[Adapter] = (), loss_fn: LossFn = F.mse_loss
+) -> tuple[float, float | None]:
     """L2 norms over the trainable parameters, before the first step, of the task loss's gradient and
     of the regularisers' alone (None without one): Figure 1 measures the task, never the two summed."""
     params = trainable_parameters(model)
-    task = _norm_of_gradient(F.mse_loss(model(data.x_train), data.y_train), params)
-    terms = [extra for extra in (hook.regularization() for hook in hooks) if extra is not None]
-    return task, (_norm_of_gradient(sum(terms), params) if terms else None)
+
+    def norm(loss: torch.Tensor) -> float:
+        return float(gradient_norm(torch.autograd.grad(loss, params, allow_unused=True)))
+
+    terms = regularizers(hooks)
+    return norm(loss_fn(model(data.x_train), data.y_train)), (norm(sum(terms)) if terms else None)
 
 
-def train(model: nn.Module, data: Dataset, epochs: int, lr: float, hooks: Sequence[Adapter] = ()) -> History:
-    """Full-batch Adam on ``data`` for ``epochs`` steps of :func:`optimisation_step`.
+def train(
+    model: nn.Module, data: Dataset, epochs: int, lr: float, hooks: Sequence[Adapter] = (),
+    loss_fn: LossFn = F.mse_loss, keep: str = "selected",
+) -> History:
+    """Full-batch Adam on ``data`` for ``epochs`` steps of :func:`adapters.step.step`, the reference
+    the stacked engine (:mod:`nfl.batched`) is held to.
 
     Updates the parameters with requires_grad; records every step's loss, gradient norm and the
-    validation loss after it.
+    validation and test losses after it. ``keep="selected"`` leaves ``model`` as it was at the step
+    validation selects (so that every number a study reports of a run is measured on one model),
+    ``"final"`` as after the last step (pretraining).
     """
     params = trainable_parameters(model)
     optimizer = torch.optim.Adam(params, lr=lr)
-    history = History(val_loss=[evaluate(model, data.x_val, data.y_val)], test_loss=[evaluate(model, data.x_test, data.y_test)])
-
-    def record_grad_norm() -> None:
-        history.grad_norm.append(float(grad_norm(params)))
-
-    if not math.isfinite(history.val_loss[0]):
-        history.val_loss.clear()
-        history.test_loss.clear()
-        history.diverged_at = 0
-        return history
+    history = History.start(evaluate(model, data.x_val, data.y_val, loss_fn),
+                            evaluate(model, data.x_test, data.y_test, loss_fn))
+    norms: list[float] = []
+    selected = {id(p): p.detach().clone() for p in params}
     for step in range(epochs):
-        loss = optimisation_step(model, optimizer, data.x_train, data.y_train, hooks, step, epochs, record_grad_norm)
-        history.train_loss.append(float(loss))
-        history.val_loss.append(evaluate(model, data.x_val, data.y_val))
-        history.test_loss.append(evaluate(model, data.x_test, data.y_test))
-        lists = (history.train_loss, history.grad_norm, history.val_loss, history.test_loss)
-        if not all(math.isfinite(values[-1]) for values in lists):
-            for values in lists:
-                if not math.isfinite(values[-1]):
-                    values.pop()
-            history.diverged_at = step + 1
+        if history.diverged_at is not None:
             break
+        loss = adapter_step(model, optimizer, hooks, loss_fn, data.x_train, data.y_train, step, epochs,
+                            lambda: norms.append(float(gradient_norm([p.grad for p in params]))))
+        best = history.min_val_loss
+        history.record(float(loss), norms[-1], evaluate(model, data.x_val, data.y_val, loss_fn),
+                       evaluate(model, data.x_test, data.y_test, loss_fn))
+        if history.diverged_at is None and history.val_loss[-1] < best:
+            selected = {id(p): p.detach().clone() for p in params}
+    if keep == "selected":
+        with torch.no_grad():
+            for p in params:
+                p.copy_(selected[id(p)])
     return history
 
 
@@ -159,7 +168,7 @@ def pretrain(cfg: ExperimentConfig, data: TaskData, seed: int, device: str | tor
     """Train a fresh MLP on the base task; warn when it ends no better than the zero predictor."""
     set_determinism(device)
     model = make_mlp(cfg.model, seeds.derive(seed, "model"), device=device)
-    history = train(model, data.base.to(device), cfg.train.pretrain_epochs, cfg.train.lr)
+    history = train(model, data.base.to(device), cfg.train.pretrain_epochs, cfg.train.lr, keep="final")
     if history.diverged_at is not None:
         warnings.warn(DegenerateTaskWarning(f"pretraining diverged at step {history.diverged_at} (lr {cfg.train.lr}): every adaptation will too"), stacklevel=2)
     elif history.final_val_loss >= data.base.zero_loss:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import adapters
-from nfl.params import grad_norm
+from nfl.params import gradient_norm
 from tests.conftest import TwoLayer, perturb_
 
 
@@ -30,10 +30,15 @@ def test_lora_update_has_rank_at_most_r(rank: int) -> None:
     assert torch.linalg.matrix_rank(lora.delta_weight()) == rank
 
 
-def test_grad_norm_matches_a_hand_computation() -> None:
+def test_gradient_norm_matches_a_hand_computation() -> None:
     a, b = nn.Parameter(torch.tensor([1.0, 2.0])), nn.Parameter(torch.tensor([[3.0]]))
     loss = (a * torch.tensor([3.0, 4.0])).sum() + 6 * b.sum()  # d/da = (3, 4), d/db = 6
     loss.backward()
     frozen = nn.Parameter(torch.ones(1), requires_grad=False)  # no gradient: counts 0
-    assert grad_norm([a, b, frozen]).item() == pytest.approx(math.sqrt(9 + 16 + 36))
-    assert grad_norm([frozen]).item() == 0.0
+    assert gradient_norm([p.grad for p in (a, b, frozen)]).item() == pytest.approx(math.sqrt(9 + 16 + 36))
+    assert gradient_norm([frozen.grad]).item() == 0.0
+
+
+def test_gradient_norm_keeps_runs_apart() -> None:
+    grads = [torch.tensor([[3.0, 4.0], [0.0, 1.0]]), torch.tensor([[[12.0]], [[0.0]]])]  # two runs
+    assert gradient_norm(grads, run_dims=1).tolist() == pytest.approx([13.0, 1.0])

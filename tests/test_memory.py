@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import adapters
@@ -11,7 +12,7 @@ from nfl.memory import TrainingMemory, adam_state_bytes, measured_peak_bytes, tr
 from nfl.params import trainable_parameters
 from nfl.tasks import Dataset
 from nfl.timing import train_step_peak_bytes
-from nfl.training import optimisation_step
+from adapters.step import step
 from tests.conftest import TwoLayer
 
 
@@ -44,7 +45,7 @@ def test_adam_accounting_matches_the_optimizer_after_a_step(default_dtype: torch
         params = trainable_parameters(model)
         optimizer = torch.optim.Adam(params, lr=1e-3)
         x, y = torch.randn(8, 16), torch.randn(8, 10)
-        optimisation_step(model, optimizer, x, y, hooks, 0, 1)
+        step(model, optimizer, hooks, F.mse_loss, x, y, 0, 1)
         states = [optimizer.state[p] for p in params]
         assert all(set(s) == {"step", "exp_avg", "exp_avg_sq"} for s in states), "Adam's state changed shape"
         actual = sum(t.numel() * t.element_size() for s in states for t in s.values())

@@ -7,7 +7,8 @@ import torch
 from torch.func import functional_call
 
 import adapters
-from nfl.sharpness import lambda_max, merged_forward, top_eigenvalue
+from adapters.base import merged
+from nfl.sharpness import lambda_max, top_eigenvalue
 from tests.conftest import TwoLayer, perturb_
 
 
@@ -22,7 +23,7 @@ def exact_lambda_max(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
         trainable = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes)}
         return (functional_call(model, {**params, **trainable}, (x,)) - y).pow(2).mean()
 
-    with merged_forward(model):
+    with merged(model):
         hessian = torch.autograd.functional.hessian(loss, torch.cat([params[n].detach().reshape(-1) for n in names]))
     assert torch.allclose(hessian, hessian.T, atol=1e-12)
     return float(torch.linalg.eigvalsh(hessian).max())
