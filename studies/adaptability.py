@@ -9,6 +9,7 @@ selected, and the figure ``adaptability_loss.{png,pdf}`` (test loss, mean over s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ from nfl.sharpness import lambda_max
 from nfl.sweep import Cell
 from nfl.training import History, evaluate, initial_gradient_norms, prepare, train
 from studies.common import StudySetup, format_table, quality_cell, study_parser
+from studies.outputs import Outputs, Stores, config_of, seed_count, show
 
 
 def _sharpness(setup: StudySetup, cell: Cell) -> float:
@@ -136,20 +138,27 @@ def report(records: list[dict[str, Any]]) -> str:
     return header + grid + "; test loss at the step validation selected\n" + format_table(summary_rows(records), columns)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = study_parser("adaptability", __doc__.splitlines()[0])
-    setup = StudySetup(parser, argv)
+STORES = ("adaptability",)
+
+
+def outputs(stores: Stores, out: Path) -> Outputs:
+    """The table and ``adaptability_loss.{png,pdf}``: test-loss curves at each method's tuned lr."""
     from figures.curves import loss_curves_figure
     from figures.records import diverged_note
     from figures.style import save  # here: matplotlib costs a second of every start-up
-    records = run(setup)
+
+    records = stores["adaptability"]
+    cfg = config_of(records)
     shifted_zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in records]))
-    title = f"preset {setup.config.preset}, width {setup.config.model.width}, {len(setup.seeds)} seed(s)"
+    title = f"preset {cfg.preset}, width {cfg.model.width}, {seed_count(records)} seed(s), each method at its tuned lr"
     tuned = at_tuned_lr(records)
-    figure = loss_curves_figure(tuned, zero_loss=shifted_zero, title=title + ", each method at its tuned lr", key="test_loss")
-    paths = save(figure, setup.out / "adaptability_loss", diverged_note(tuned))
-    print(report(records))
-    print(f"\nrecords: {setup.out / 'adaptability.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
+    figure = loss_curves_figure(tuned, zero_loss=shifted_zero, title=title, key="test_loss")
+    return {"adaptability": report(records)}, save(figure, out / "adaptability_loss", diverged_note(tuned))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    setup = StudySetup(study_parser("adaptability", __doc__.splitlines()[0]), argv)
+    show(outputs({"adaptability": run(setup)}, setup.out), [setup.out / "adaptability.jsonl"])
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from copy import deepcopy
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,6 +42,7 @@ from nfl.selection import at_tuned_lr, run_summary
 from nfl.sweep import Cell
 from nfl.training import adapt
 from studies.common import StudySetup, format_table, group_summaries, study_parser
+from studies.outputs import Outputs, Stores, config_of, seed_count, show
 
 STORED_DIGITS = 3  # significant digits of the stored ΔW: a heatmap shows no more
 
@@ -139,24 +141,32 @@ def parser() -> argparse.ArgumentParser:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    cli = parser()
-    setup = StudySetup(cli, argv)
+STORES = ("anatomy",)
+
+
+def outputs(stores: Stores, out: Path) -> Outputs:
+    """The table, ``anatomy.{png,pdf}`` and ``subspace.{png,pdf}``: ΔW of each method at its tuned lr."""
     from figures.anatomy import anatomy_figure, subspace_figure
     from figures.records import diverged_note
     from figures.style import save  # here: matplotlib costs a second of every start-up
+
+    records = at_tuned_lr(stores["anatomy"])
+    cfg = config_of(records)
+    title = f"preset {cfg.preset}, width {cfg.model.width}, layer {target_layer_names(cfg.targets)[0]}"
+    note = diverged_note(records)
+    paths = [*save(anatomy_figure(records, title), out / "anatomy", note),
+             *save(subspace_figure(records, title), out / "subspace", note)]
+    heading = (f"mean over {seed_count(records)} seed(s); U, V: ΔW's top-r singular vectors; "
+               "amplification = ‖ΔW‖_F / ‖UᵀW0V‖_F")
+    return {"anatomy": heading + "\n" + summary_table(records)}, paths
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli = parser()
+    setup = StudySetup(cli, argv)
     if setup.args.subspace_rank < 1:
         cli.error(f"--subspace-rank must be a positive integer, got {setup.args.subspace_rank}")
-    records = at_tuned_lr(run(setup, setup.args.subspace_rank))  # ΔW of each method at its tuned lr
-    cfg = setup.config
-    title = f"preset {cfg.preset}, width {cfg.model.width}, layer {target_layer_names(cfg.targets)[0]}"
-    paths = [
-        *save(anatomy_figure(records, title), setup.out / "anatomy", diverged_note(records)),
-        *save(subspace_figure(records, title), setup.out / "subspace", diverged_note(records)),
-    ]
-    print(f"mean over {len(setup.seeds)} seed(s); U, V: ΔW's top-r singular vectors; amplification = ‖ΔW‖_F / ‖UᵀW0V‖_F")
-    print(summary_table(records))
-    print(f"\nrecords: {setup.out / 'anatomy.jsonl'}\nfigures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
+    show(outputs({"anatomy": run(setup, setup.args.subspace_rank)}, setup.out), [setup.out / "anatomy.jsonl"])
 
 
 if __name__ == "__main__":

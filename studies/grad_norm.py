@@ -8,6 +8,7 @@ fine-tuning's, is the MiSS paper's Figure 1 argument about how fast a method can
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 import adapters
@@ -15,6 +16,7 @@ from nfl.params import count_trainable
 from nfl.sweep import Cell
 from nfl.training import initial_gradient_norms, prepare
 from studies.common import SWEEP_RANKS, StudySetup, format_table, group_summaries, quality_cell, study_parser
+from studies.outputs import Outputs, Stores, config_of, show
 
 
 def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
@@ -47,16 +49,24 @@ def summary(records: list[dict[str, Any]]) -> str:
     return format_table(rows, ["method", "rank", "initial grad norm", "regulariser's"])
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = study_parser("grad_norm", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
-    setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+STORES = ("grad_norm",)
+
+
+def outputs(stores: Stores, out: Path) -> Outputs:
+    """The table and Figure 1, ``grad_norm.{png,pdf}``."""
     from figures.grad_norm import grad_norm_figure
     from figures.records import diverged_note
     from figures.style import save  # here: matplotlib costs a second of every start-up
-    records = run(setup)
-    paths = save(grad_norm_figure(records, setup.config), setup.out / "grad_norm", diverged_note(records))
-    print(summary(records))
-    print(f"\nrecords: {setup.out / 'grad_norm.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
+
+    records = stores["grad_norm"]
+    figure = grad_norm_figure(records, config_of(records))
+    return {"grad_norm": summary(records)}, save(figure, out / "grad_norm", diverged_note(records))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = study_parser("grad_norm", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
+    setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+    show(outputs({"grad_norm": run(setup)}, setup.out), [setup.out / "grad_norm.jsonl"])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ from nfl.rounds import NOISE_RULE, clock_label, format_ms, noisy_line, run_round
 from nfl.sweep import Cell, SweepInterrupted
 from nfl.timing import CLOCK_LABELS, BlockTimer, clock_for, prepared_init
 from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
+from studies.outputs import Outputs, Stores, config_of, show
 
 LOADED = 1.2  # wall / CPU time, or the median round over the fastest, above this (median over cells): busy
 # Many short rounds rather than few long ones: on a loaded machine a cell's time drifts over
@@ -180,28 +182,40 @@ def add_rounds_argument(parser: argparse.ArgumentParser, default: int | None, de
                         help=f"interleaved timing rounds, each timing every cell once ({default_help})")
 
 
-def timing_main(
-    argv: Sequence[str] | None, study: str, description: str, run: Callable[[StudySetup], list[dict]], title: str,
-    column: str, unit: str, extra_checks: Callable[[list[dict]], list[str]] = lambda records: [],
-) -> None:
-    """The command line shared by the timing studies: rounds, figure, table, checks, noise."""
+def timing_outputs(
+    study: str, title: str, column: str, unit: str, extra_checks: Callable[[list[dict]], list[str]] = lambda r: [],
+) -> Callable[[Stores, Path], Outputs]:
+    """The ``outputs`` of a timing study: its table with the checks and the noise line, and its figure."""
+
+    def outputs(stores: Stores, out: Path) -> Outputs:
+        from figures.efficiency import cost_figure
+        from figures.style import save  # here: matplotlib costs a second of every start-up
+
+        records = stores[study]
+        t = records[0]["timing"]
+        subtitle = f"{t['device_name']}, {threads(t['num_threads'])}, width {config_of(records).model.width}"
+        lines = [summary(records, column), "", *checks(records), *extra_checks(records),
+                 noisy_line(records, t["num_threads"])]
+        return {study: "\n".join(lines)}, save(cost_figure(records, title, unit, subtitle), out / study)
+
+    return outputs
+
+
+STORES = ("init_time",)
+outputs = timing_outputs("init_time", "Initialisation time", "init ms", "model")
+
+
+def timing_main(argv: Sequence[str] | None, study: str, description: str, run: Callable[[StudySetup], list[dict]],
+                outputs: Callable[[Stores, Path], Outputs]) -> None:
+    """The command line shared by the timing studies: rounds, then the study's outputs."""
     parser = study_parser(study, description, ranks_help=",".join(map(str, SWEEP_RANKS)))
     add_rounds_argument(parser, None, f"default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick")
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
-    from figures.efficiency import cost_figure
-    from figures.style import save  # here: matplotlib costs a second of every start-up
-    records = run(setup)
-    t = records[0]["timing"]
-    subtitle = f"{t['device_name']}, {threads(t['num_threads'])}, width {setup.config.model.width}"
-    paths = save(cost_figure(records, title, unit, subtitle), setup.out / study)
-    print(summary(records, column))
-    print("\n".join(["", *checks(records), *extra_checks(records)]))
-    print(f"\nrecords: {setup.out / f'{study}.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
-    print(noisy_line(records, t["num_threads"]))
+    show(outputs({study: run(setup)}, setup.out), [setup.out / f"{study}.jsonl"])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    timing_main(argv, "init_time", __doc__.splitlines()[0], run, "Initialisation time", "init ms", "model")
+    timing_main(argv, "init_time", __doc__.splitlines()[0], run, outputs)
 
 
 if __name__ == "__main__":

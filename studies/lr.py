@@ -9,6 +9,7 @@ methods in both columns. The runs are ``studies.adaptability``'s (``<out>/adapta
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ import adapters
 from nfl.selection import tune
 from studies import adaptability
 from studies.common import StudySetup, format_table, quality_cell, study_parser
+from studies.outputs import Outputs, Stores, config_of, seed_count, show
 
 PAPER_LR = 1e-3
 
@@ -69,22 +71,26 @@ def sharpness_points(records: list[dict[str, Any]]) -> tuple[list[tuple[str, flo
     return points, float(spearmanr([p[1] for p in points], [p[2] for p in points]).statistic)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    setup = StudySetup(study_parser("lr", __doc__.splitlines()[0]), argv)
+STORES = ("adaptability",)
+
+
+def outputs(stores: Stores, out: Path) -> Outputs:
+    """The table, the ρ line, ``lr.{png,pdf}`` and ``sharpness.{png,pdf}``."""
     from figures.lr import lr_figure, sharpness_figure
     from figures.style import save  # here: matplotlib costs a second of every start-up
-    records = adaptability.run(setup)
-    cfg = setup.config
-    title = f"preset {cfg.preset}, width {cfg.model.width}, {len(setup.seeds)} seed(s)"
+
+    records = stores["adaptability"]
+    cfg = config_of(records)
+    title = f"preset {cfg.preset}, width {cfg.model.width}, {seed_count(records)} seed(s)"
     points, rho = sharpness_points(records)
-    paths = [
-        *save(lr_figure(records, title), setup.out / "lr"),
-        *save(sharpness_figure(points, rho, title), setup.out / "sharpness"),
-    ]
-    print(table(records))
-    print(f"\ntuned lr vs λ_max at initialisation: Spearman ρ = {rho:.2f} over {len(points)} methods")
-    print(f"\nrecords: {setup.out / 'adaptability.jsonl'}")
-    print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
+    paths = [*save(lr_figure(records, title), out / "lr"), *save(sharpness_figure(points, rho, title), out / "sharpness")]
+    rho_line = f"tuned lr vs λ_max at initialisation: Spearman ρ = {rho:.2f} over {len(points)} methods"
+    return {"lr": table(records) + "\n\n" + rho_line}, paths
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    setup = StudySetup(study_parser("lr", __doc__.splitlines()[0]), argv)
+    show(outputs({"adaptability": adaptability.run(setup)}, setup.out), [setup.out / "adaptability.jsonl"])
 
 
 if __name__ == "__main__":

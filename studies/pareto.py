@@ -9,6 +9,7 @@ parameters and vs step time, non-dominated methods joined) and a table.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from nfl.rounds import noisy_line
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
+from studies.outputs import Outputs, Stores, config_of, seed_count, show
 from studies.init_time import QUICK_ROUNDS, add_rounds_argument
 
 # The timing panels' rounds: those of train_time --quick, which held LoRA/PiSSA under load. With 11
@@ -54,49 +56,58 @@ def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train
     return format_table(rows, columns)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = study_parser("pareto", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
-    add_rounds_argument(parser, TIMING_ROUNDS, f"default {TIMING_ROUNDS}; studies.train_time and init_time take more")
-    setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+STORES = ("adaptability", "grad_norm", "init_time", "train_time")
+
+
+def outputs(stores: Stores, out: Path) -> Outputs:
+    """Figure 1, Figure 2 and the Pareto view (a pair per kind of node when the timings come from
+    several: they compare only within one), and the table with the timing checks."""
     from figures.grad_norm import grad_norm_figure
     from figures.pareto import figure2, pareto_figure
     from figures.records import diverged_note
     from figures.style import save  # here: matplotlib costs a second of every start-up
-    defaults = setup.plan(None)
-    # The sweeps always include each method's default rank, so the Pareto view can place it.
-    sweep = {m: sorted(set(setup.method_ranks[m]) | set(defaults[m]), key=lambda r: -1 if r is None else r) for m in setup.methods}
 
-    adapt = adaptability.run(setup, defaults)
-    grads = grad_norm.run(setup, setup.cells("grad_norm", plan=sweep))
-    init = init_time.run(setup, sweep)
-    train = train_time.run(setup, sweep)
-
-    cfg = setup.config
+    adapt, grads, init, train = (stores[name] for name in STORES)
+    cfg = config_of(adapt)
     zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in adapt]))
     tuned = at_tuned_lr(adapt)
-    paths = [*save(grad_norm_figure(grads, cfg), setup.out / "figure1", diverged_note(grads))]
-    # Timings compare only within one kind of node: a sweep over a mixed cluster gets a figure pair per kind.
+    note = diverged_note(tuned)
+    paths = [*save(grad_norm_figure(grads, cfg), out / "figure1", diverged_note(grads))]
     init_by, train_by = by_node_kind(init), by_node_kind(train)
     kinds = list(dict.fromkeys([*init_by, *train_by]))
+    lines = ["\n".join(adaptability.report(adapt).split("\n")[:3]), summary_table(adapt, init, train)]
     if len(kinds) > 1:
         listed = "; ".join(f"{i + 1}: {kind}" for i, kind in enumerate(kinds))
-        print(f"note: timings from {len(kinds)} kinds of node, drawn apart (figure2_nodeN, pareto_nodeN): {listed}")
+        lines.append(f"note: timings from {len(kinds)} kinds of node, drawn apart (figure2_nodeN, pareto_nodeN): {listed}")
     for i, kind in enumerate(kinds):
         timed_init, timed_train = init_by.get(kind, []), train_by.get(kind, [])
         threads = timed_train[0]["timing"]["num_threads"] if timed_train else "?"
-        seeds = len(setup.seeds)
-        subtitle = f"preset {cfg.preset}, width {cfg.model.width}, {seeds} seed(s), {kind} ({threads} thread{'' if threads == 1 else 's'})"
+        subtitle = (f"preset {cfg.preset}, width {cfg.model.width}, {seed_count(adapt)} seed(s), {kind} "
+                    f"({threads} thread{'' if threads == 1 else 's'})")
         stem = "" if len(kinds) == 1 else f"_node{i + 1}"
-        note = diverged_note(tuned)
-        paths += save(figure2(tuned, timed_init, timed_train, subtitle, zero), setup.out / f"figure2{stem}", note)
-        paths += save(pareto_figure(tuned, timed_train, subtitle), setup.out / f"pareto{stem}", note)
-    print("\n".join(adaptability.report(adapt).split("\n")[:3]))
-    print(summary_table(adapt, init, train))
+        paths += save(figure2(tuned, timed_init, timed_train, subtitle, zero), out / f"figure2{stem}", note)
+        paths += save(pareto_figure(tuned, timed_train, subtitle), out / f"pareto{stem}", note)
     if train:  # how far the step times can be trusted: the LoRA/PiSSA sanity pair, what the CPU cannot measure
         checks = [*init_time.checks(train), *train_time.checks(train)]
-        print("\n".join(["", *checks, noisy_line(train, train[0]["timing"]["num_threads"])]))
-    print(f"\nrecords: {', '.join(str(setup.out / f'{s}.jsonl') for s in ('adaptability', 'grad_norm', 'init_time', 'train_time'))}")
-    print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
+        lines.append("\n".join(["", *checks, noisy_line(train, train[0]["timing"]["num_threads"])]))
+    return {"pareto": "\n".join(lines)}, paths
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = study_parser("pareto", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
+    add_rounds_argument(parser, TIMING_ROUNDS, f"default {TIMING_ROUNDS}; studies.train_time and init_time take more")
+    setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+    defaults = setup.plan(None)
+    # The sweeps always include each method's default rank, so the Pareto view can place it.
+    sweep = {m: sorted(set(setup.method_ranks[m]) | set(defaults[m]), key=lambda r: -1 if r is None else r)
+             for m in setup.methods}
+    stores = {
+        "adaptability": adaptability.run(setup, defaults),
+        "grad_norm": grad_norm.run(setup, setup.cells("grad_norm", plan=sweep)),
+        "init_time": init_time.run(setup, sweep),
+        "train_time": train_time.run(setup, sweep),
+    }
+    show(outputs(stores, setup.out), [setup.out / f"{name}.jsonl" for name in STORES])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ against trainable parameters, one line per method, mean ± 95% CI over seeds, an
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import adapters
@@ -18,6 +19,7 @@ from nfl.sweep import Cell
 from studies import adaptability
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
+from studies.outputs import Outputs, Stores, config_of, show
 
 
 def compute_group(setup: StudySetup, cells: list[Cell]) -> list[dict[str, Any]]:
@@ -49,18 +51,26 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     return format_table(rows, ["method", "rank", "params", "lr", "test loss", "base-task loss after"])
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = study_parser("rank", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
-    setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+STORES = ("rank",)
+
+
+def outputs(stores: Stores, out: Path) -> Outputs:
+    """The table and ``rank.{png,pdf}``, each (method, rank) at its tuned lr."""
     from figures.rank import rank_figure
     from figures.records import diverged_note
     from figures.style import save  # here: matplotlib costs a second of every start-up
-    records = run(setup)
-    cfg = setup.config
+
+    records = stores["rank"]
+    cfg = config_of(records)
     tuned = at_tuned_lr(records)
-    paths = save(rank_figure(tuned, f"preset {cfg.preset}, width {cfg.model.width}, tuned lr"), setup.out / "rank", diverged_note(tuned))
-    print(summary_table(records))
-    print(f"\nrecords: {setup.out / 'rank.jsonl'}\nfigure:  {', '.join(map(str, paths))}")
+    figure = rank_figure(tuned, f"preset {cfg.preset}, width {cfg.model.width}, tuned lr")
+    return {"rank": summary_table(records)}, save(figure, out / "rank", diverged_note(tuned))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = study_parser("rank", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
+    setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
+    show(outputs({"rank": run(setup)}, setup.out), [setup.out / "rank.jsonl"])
 
 
 if __name__ == "__main__":

@@ -12,34 +12,24 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-import numpy as np
-
-from figures.anatomy import anatomy_figure, subspace_figure
-from figures.curves import loss_curves_figure
-from figures.efficiency import cost_figure
-from figures.grad_norm import grad_norm_figure
-from figures.pareto import figure2, pareto_figure
-from figures.records import diverged_note
-from figures.rank import rank_figure
-from figures.style import save
 from nfl import cli
-from nfl.config import ExperimentConfig
-from nfl.rounds import aggregate_stored
-from nfl.selection import at_tuned_lr
 from nfl.results import ResultStore
-from nfl.model import target_layer_names
-from studies import adaptability, anatomy, grad_norm, init_time, pareto, rank
+from nfl.rounds import aggregate_stored
+from studies import adaptability, anatomy, grad_norm, init_time, lr, pareto, rank, train_time
+from studies.outputs import Outputs, Stores
 
-Records = dict[str, list[dict[str, Any]]]
-STUDIES = ("adaptability", "grad_norm", "init_time", "train_time", "rank", "anatomy")
+# The studies whose stores report draws, each through its own ``outputs`` (what its main() draws).
+STUDIES = {module.__name__.removeprefix("studies."): module
+           for module in (pareto, adaptability, lr, grad_norm, init_time, train_time, rank, anatomy)}
+STORES = tuple(dict.fromkeys(store for module in STUDIES.values() for store in module.STORES))
 
 
-def load(out: Path) -> Records:
-    """study -> its finished records made with the settings of its last record; a note for the rest."""
-    found: Records = {}
-    for study in STUDIES:
+def load(out: Path) -> Stores:
+    """store -> its finished records made with the settings of its last record; a note for the rest."""
+    found: Stores = {}
+    for study in STORES:
         path = out / f"{study}.jsonl"
         records = [r for r in ResultStore(path).records() if "failed" not in r] if path.exists() else []
         if not records:
@@ -52,104 +42,30 @@ def load(out: Path) -> Records:
     return found
 
 
-def _config(records: list[dict[str, Any]]) -> ExperimentConfig:
-    return ExperimentConfig.from_dict(records[0]["config"])
-
-
 def _made_by(records: list[dict[str, Any]]) -> str:
     """The study that wrote these records, from the command it ran (``python -m studies.<name>``)."""
     words = str(records[-1].get("command", "")).split()
     return words[2].removeprefix("studies.") if len(words) > 2 else ""
 
 
-def _timing_subtitle(records: list[dict[str, Any]]) -> str:
-    threads = records[0]["timing"]["num_threads"]
-    return f"{records[0]['env']['device_name']}, {threads} thread(s), width {_config(records).model.width}"
-
-
-def pareto_outputs(found: Records, out: Path) -> tuple[dict[str, str], list[Path]]:
-    """The main study's table and Figures 1, 2 and the Pareto view, when its four stores are there."""
-    adapt, grads, init, train = (found[s] for s in ("adaptability", "grad_norm", "init_time", "train_time"))
-    cfg = _config(adapt)
-    seeds = len({r["seed"] for r in adapt})
-    subtitle = (
-        f"preset {cfg.preset}, width {cfg.model.width}, {seeds} seed(s), {adapt[0]['env']['device_name']} "
-        f"({train[0]['timing']['num_threads']} thread{'' if train[0]['timing']['num_threads'] == 1 else 's'})"
-    )
-    zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in adapt]))
-    tuned = at_tuned_lr(adapt)  # as the study draws them: each method at its tuned lr
-    paths = [
-        *save(grad_norm_figure(grads, cfg), out / "figure1", diverged_note(grads)),
-        *save(figure2(tuned, init, train, subtitle, zero), out / "figure2", diverged_note(tuned)),
-        *save(pareto_figure(tuned, train, subtitle), out / "pareto", diverged_note(tuned)),
-    ]
-    table = "\n".join(adaptability.report(adapt).split("\n")[:3]) + "\n" + pareto.summary_table(adapt, init, train)
-    return {"pareto": table}, paths
-
-
-def _adaptability(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
-    cfg, seeds = _config(records), len({r["seed"] for r in records})
-    zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in records]))
-    title = f"preset {cfg.preset}, width {cfg.model.width}, {seeds} seed(s)"
-    tuned = at_tuned_lr(records)
-    figure = loss_curves_figure(tuned, zero_loss=zero, title=title + ", each method at its tuned lr", key="test_loss")
-    return adaptability.report(records), save(figure, out / "adaptability_loss", diverged_note(tuned))
-
-
-def _grad_norm(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
-    figure = grad_norm_figure(records, _config(records))
-    return grad_norm.summary(records), save(figure, out / "grad_norm", diverged_note(records))
-
-
-Outputs = Callable[[list[dict[str, Any]], Path], tuple[str, list[Path]]]
-
-
-def _timing(study: str, title: str, unit: str, column: str) -> Outputs:
-    def draw(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
-        figure = cost_figure(records, title, unit, _timing_subtitle(records))
-        return init_time.summary(records, column), save(figure, out / study)
-
-    return draw
-
-
-def _rank(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
-    cfg = _config(records)
-    tuned = at_tuned_lr(records)
-    figure = rank_figure(tuned, f"preset {cfg.preset}, width {cfg.model.width}, tuned lr")
-    return rank.summary_table(records), save(figure, out / "rank", diverged_note(tuned))
-
-
-def _anatomy(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
-    cfg = _config(records)
-    title = f"preset {cfg.preset}, width {cfg.model.width}, layer {target_layer_names(cfg.targets)[0]}"
-    records = at_tuned_lr(records)  # ΔW of each method at its tuned lr
-    note = diverged_note(records)
-    paths = save(anatomy_figure(records, title), out / "anatomy", note)
-    paths += save(subspace_figure(records, title), out / "subspace", note)
-    return anatomy.summary_table(records), paths
-
-
-ALONE = {
-    "adaptability": _adaptability,
-    "grad_norm": _grad_norm,
-    "init_time": _timing("init_time", "Initialisation time", "model", "init ms"),
-    "train_time": _timing("train_time", "Training-step time", "step", "step ms"),
-    "rank": _rank,
-    "anatomy": _anatomy,
-}
-
-
-def outputs(found: Records, out: Path) -> tuple[dict[str, str], list[Path]]:
-    """Every table (name -> text) and figure path made from the stores of one directory."""
+def outputs(found: Stores, out: Path) -> Outputs:
+    """Every table (name -> text) and figure path of the stores of one directory, each drawn by the
+    study that wrote it; a store whose study's other stores are missing (a stopped pareto run) is
+    drawn by its own study."""
+    by_study: dict[str, Stores] = {}
+    for store, records in found.items():
+        made = _made_by(records)
+        study = made if made in STUDIES and store in STUDIES[made].STORES else store
+        by_study.setdefault(study, {})[store] = records
     tables: dict[str, str] = {}
     paths: list[Path] = []
-    by_pareto = [s for s in found if _made_by(found[s]) == "pareto"]
-    if by_pareto and all(s in found for s in ("adaptability", "grad_norm", "init_time", "train_time")):
-        tables, paths = pareto_outputs(found, out)
-        found = {s: r for s, r in found.items() if s not in by_pareto}
-    for study, records in found.items():
-        tables[study], made = ALONE[study](records, out)
-        paths += made
+    for study, stores in by_study.items():
+        whole = set(STUDIES[study].STORES) <= set(stores)
+        for module, part in ([(STUDIES[study], stores)] if whole else
+                             [(STUDIES[store], {store: records}) for store, records in stores.items()]):
+            made, drawn = module.outputs(part, out)
+            tables.update(made)
+            paths += drawn
     return tables, paths
 
 
@@ -204,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         cli.fail(f"--out: {out} is not a directory")
     found = load(out)
     if not found:
-        cli.fail(f"--out: no study records in {out} (looked for {', '.join(s + '.jsonl' for s in STUDIES)})")
+        cli.fail(f"--out: no study records in {out} (looked for {', '.join(s + '.jsonl' for s in STORES)})")
     tables, paths = outputs(found, out)
     for name, text in tables.items():
         print(f"== {name} ==\n{text}\n")

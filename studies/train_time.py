@@ -16,7 +16,7 @@ from nfl.sweep import Cell
 from nfl.timing import prepared_train_step, train_step_peak_bytes
 from nfl.training import prepare as attach_copy
 from studies.common import StudySetup
-from studies.init_time import run_timed, timing_main
+from studies.init_time import run_timed, timing_main, timing_outputs
 
 SANITY_PAIR = ("lora", "pissa")  # same shapes, same operations in a step: their ratio should be 1
 SANITY_RANGE = (0.9, 1.1)
@@ -67,8 +67,12 @@ def checks(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+STORES = ("train_time",)
+outputs = timing_outputs("train_time", "Training-step time", "step ms", "step", checks)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    timing_main(argv, "train_time", __doc__.splitlines()[0], run, "Training-step time", "step ms", "step", checks)
+    timing_main(argv, "train_time", __doc__.splitlines()[0], run, outputs)
 
 
 if __name__ == "__main__":
