@@ -1,11 +1,14 @@
-"""Every number docs/tour.md quotes, computed from the records under docs/img/, and a check that the
-text quotes each one as printed here (exit status 1 if one is missing), so that the tour's numbers
-come from the committed figures' records and not from memory. Run by docs/make_tour.sh; by hand:
-``PYTHONPATH=. python docs/tour_numbers.py``.
+"""Every number docs/tour.md quotes, computed from the studies' records, and a check that the text
+quotes each one as printed here (exit status 1 if one is missing), so that the tour's numbers come
+from the figures' records and not from memory. ``docs/make_figures.sh`` runs the studies and then
+``python docs/tour_numbers.py --records results/figures``, which writes the numbers to
+docs/figures/tour_quotes.json (small, committed, unlike the records); without ``--records`` only the
+check runs, on that file (``PYTHONPATH=. python docs/tour_numbers.py``; the test suite does this).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -20,22 +23,24 @@ from nfl.rounds import aggregate_stored
 from nfl.selection import at_tuned_lr, tune
 
 DOCS = Path(__file__).resolve().parent
+QUOTES = DOCS / "figures" / "tour_quotes.json"  # the numbers, small and committed; the records are not
 Record = dict[str, Any]
 
 
-def load(study: str, name: str) -> list[Record]:
-    """The records of ``docs/img/<study>/<name>.jsonl``."""
-    return [json.loads(line) for line in (DOCS / "img" / study / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+def load(records: Path, study: str, name: str) -> list[Record]:
+    """The records of ``<records>/<study>/<name>.jsonl``."""
+    path = records / study / f"{name}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def tuned(study: str, name: str) -> list[Record]:
+def tuned(records: Path, study: str, name: str) -> list[Record]:
     """The records of each (method, rank) at its tuned learning rate, every seed."""
-    return at_tuned_lr(load(study, name))
+    return at_tuned_lr(load(records, study, name))
 
 
-def tuned_lrs(study: str, name: str) -> dict[str, float]:
+def tuned_lrs(records: Path, study: str, name: str) -> dict[str, float]:
     """method -> its tuned learning rate (at its default rank)."""
-    return {t.method: t.lr for t in tune(load(study, name)) if t.rank == adapters.get(t.method).default_rank}
+    return {t.method: t.lr for t in tune(load(records, study, name)) if t.rank == adapters.get(t.method).default_rank}
 
 
 def points(records: list[Record], value: Callable[[Record], float]) -> dict[tuple[str, int | None], Point]:
@@ -52,11 +57,11 @@ def overall(records: list[Record], value: Callable[[Record], float]) -> float:
     return float(np.mean([value(r) for r in records]))
 
 
-def experiment_quotes() -> list[tuple[str, str]]:
+def experiment_quotes(records: Path) -> list[tuple[str, str]]:
     """Sections 1 and 2: the paper's preset against nfl's default, each method at its tuned lr."""
     out = []
     for study, fine, coarse in (("paper", "{:.2f}", "{:.2f}"), ("adaptability", "{:.4f}", "{:.4f}")):
-        recs = tuned(study, "adaptability")
+        recs = tuned(records, study, "adaptability")
         test = points(recs, summary("test_loss"))
         adapters_only = [p.mean for (m, _), p in test.items() if m != "full"]
         out += [
@@ -70,11 +75,11 @@ def experiment_quotes() -> list[tuple[str, str]]:
             (f"{study}: adapters' test loss, lowest", coarse.format(min(adapters_only))),
             (f"{study}: adapters' test loss, highest", coarse.format(max(adapters_only))),
         ]
-    default = tuned("adaptability", "adaptability")
+    default = tuned(records, "adaptability", "adaptability")
     test = points(default, summary("test_loss"))
     ranked = sorted((p for (m, _), p in test.items() if m != "full"), key=lambda p: p.mean)
     forgetting = points(default, summary("forgetting_base_test_loss"))
-    lrs = tuned_lrs("adaptability", "adaptability")
+    lrs = tuned_lrs(records, "adaptability", "adaptability")
     out += [
         ("adaptability: the adapter with the lowest test loss", adapters.get(ranked[0].method).label),
         ("adaptability: the adapter with the highest test loss", adapters.get(ranked[-1].method).label),
@@ -86,9 +91,9 @@ def experiment_quotes() -> list[tuple[str, str]]:
     return out
 
 
-def setting_quotes() -> list[tuple[str, str]]:
+def setting_quotes(records: Path) -> list[tuple[str, str]]:
     """The settings the text names, read from the records' config (the same in both presets)."""
-    config = load("adaptability", "adaptability")[0]["config"]
+    config = load(records, "adaptability", "adaptability")[0]["config"]
     grid = config["train"]["lr_grid"]
     return [
         ("config: width", str(config["model"]["width"])),
@@ -106,12 +111,12 @@ def at_default(table: dict[tuple[str, int | None], Point], method: str) -> Point
     return table[(method, adapters.get(method).default_rank)]
 
 
-def pareto_quotes() -> list[tuple[str, str]]:
+def pareto_quotes(records: Path) -> list[tuple[str, str]]:
     """Section 3: the first step's gradient norm (default ranks) and the training-step times."""
-    grads = points(load("pareto", "grad_norm"), summary("initial_grad_norm"))
+    grads = points(load(records, "pareto", "grad_norm"), summary("initial_grad_norm"))
     out = [(f"pareto: initial gradient norm, {m}", f"{at_default(grads, m).mean:.2g}") for m in ("full", "lora", "milora", "pissa")]
     defaults = {(m, adapters.get(m).default_rank) for m in adapters.names()}
-    timed = aggregate_stored(load("pareto", "train_time"))  # one record per (cell, round) -> one per cell
+    timed = aggregate_stored(load(records, "pareto", "train_time"))  # one record per (cell, round) -> one per cell
     step_ms = [1e3 * r["timing"]["fastest_s"] for r in timed if (r["method"], r["rank"]) in defaults]
     out += [
         ("pareto: fastest training step, ms (default ranks)", f"{min(step_ms):.2f}"),
@@ -120,9 +125,9 @@ def pareto_quotes() -> list[tuple[str, str]]:
     return out
 
 
-def anatomy_quotes() -> list[tuple[str, str]]:
+def anatomy_quotes(records: Path) -> list[tuple[str, str]]:
     """Sections 4 and 5: rank bounds, dead rows, subspace similarity and amplification (default ranks, tuned lr)."""
-    recs = tuned("anatomy", "anatomy")
+    recs = tuned(records, "anatomy", "anatomy")
 
     def stat(key: str, method: str, fmt: str) -> str:
         return fmt.format(at_default(points(recs, summary(key)), method).mean)
@@ -149,9 +154,9 @@ def anatomy_quotes() -> list[tuple[str, str]]:
     ]
 
 
-def rank_quotes() -> list[tuple[str, str]]:
+def rank_quotes(records: Path) -> list[tuple[str, str]]:
     """Section 6: LoRA from rank 1 to 64 against full fine-tuning; VeRA's and AdaLoRA's lines."""
-    recs = tuned("rank", "rank")
+    recs = tuned(records, "rank", "rank")
     loss, forgetting = points(recs, summary("test_loss")), points(recs, summary("forgetting_base_test_loss"))
     return [
         ("rank: LoRA r=1 test loss", f"{loss[('lora', 1)].mean:.4f}"),
@@ -168,10 +173,22 @@ def rank_quotes() -> list[tuple[str, str]]:
     ]
 
 
-def main() -> int:
+def quotes(records: Path) -> dict[str, str]:
+    """description -> the number as the tour prints it, computed from the studies' records."""
+    sections = (setting_quotes, experiment_quotes, pareto_quotes, anatomy_quotes, rank_quotes)
+    return dict(quote for section in sections for quote in section(records))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=Path, help="compute the quotes from the records under DIR/<study>/ (what "
+                        f"docs/make_figures.sh writes) into {QUOTES.relative_to(DOCS.parent)} first")
+    args = parser.parse_args(argv)
+    if args.records is not None:
+        QUOTES.write_text(json.dumps(quotes(args.records), indent=1, ensure_ascii=False) + "\n")
     text = (DOCS / "tour.md").read_text()
     missing = []
-    for description, value in [*setting_quotes(), *experiment_quotes(), *pareto_quotes(), *anatomy_quotes(), *rank_quotes()]:
+    for description, value in json.loads(QUOTES.read_text()).items():
         quoted = re.search(rf"(?<![\w.]){re.escape(value)}(?!\w|\.\d)", text) is not None  # a whole number, not a prefix
         missing += [] if quoted else [description]
         print(f"{'  ' if quoted else '! '}{description}: {value}")

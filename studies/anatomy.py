@@ -150,13 +150,13 @@ def outputs(stores: Stores, out: Path) -> Outputs:
     from figures.records import diverged_note
     from figures.style import save  # here: matplotlib costs a second of every start-up
 
+    cfg = config_of(stores["anatomy"])
     records = at_tuned_lr(stores["anatomy"])
-    cfg = config_of(records)
     title = f"preset {cfg.preset}, width {cfg.model.width}, layer {target_layer_names(cfg.targets)[0]}"
     note = diverged_note(records)
     paths = [*save(anatomy_figure(records, title), out / "anatomy", note),
              *save(subspace_figure(records, title), out / "subspace", note)]
-    heading = (f"mean over {seed_count(records)} seed(s); U, V: ΔW's top-r singular vectors; "
+    heading = (f"mean over {seed_count(stores['anatomy'])} seed(s); U, V: ΔW's top-r singular vectors; "
                "amplification = ‖ΔW‖_F / ‖UᵀW0V‖_F")
     return {"anatomy": heading + "\n" + summary_table(records)}, paths
 

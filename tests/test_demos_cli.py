@@ -69,16 +69,16 @@ def test_rank_sweeps_every_method_and_keeps_the_summaries(tmp_path: Path, capsys
 
 
 def test_the_tour_script_runs_every_command_and_makes_every_image_the_tour_shows() -> None:
-    tour, script = (DOCS / "tour.md").read_text(), (DOCS / "make_tour.sh").read_text()
+    tour, script = (DOCS / "tour.md").read_text(), (DOCS / "make_figures.sh").read_text()
     commands = re.findall(r"^python -m studies\.\S.*$", tour, flags=re.MULTILINE)
     assert len(commands) == 5
     assert all(f'{command} "$@"' in script for command in commands)
-    images = re.findall(r"!\[[^]]*\]\((img/[^)]+)\)", tour)
+    images = re.findall(r"!\[[^]]*\]\((figures/[^)]+)\)", tour)
     assert images and all((DOCS / image).is_file() for image in images)
 
 
-def test_the_tour_quotes_the_committed_records(capsys: pytest.CaptureFixture) -> None:
+def test_the_tour_quotes_the_committed_numbers(capsys: pytest.CaptureFixture) -> None:
     spec = importlib.util.spec_from_file_location("tour_numbers", DOCS / "tour_numbers.py")
     tour_numbers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tour_numbers)
-    assert tour_numbers.main() == 0, capsys.readouterr().out
+    assert tour_numbers.main([]) == 0, capsys.readouterr().out
