@@ -15,11 +15,12 @@ import numpy as np
 
 import adapters
 from nfl.nodes import by_node_kind
-from nfl.rounds import noisy_line
+from nfl.measure import runner
+from nfl.measure.policy import QUICK_ROUNDS
+from nfl.measure.rounds import noisy_line
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
-from studies.init_time import QUICK_ROUNDS, add_rounds_argument
 
 # The timing panels' rounds: those of train_time --quick, which held LoRA/PiSSA under load. With 11
 # rounds a busy host left one cell without a quiet round in a default run (LoRA/PiSSA r=2: 1.375).
@@ -56,7 +57,7 @@ def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("pareto", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
-    add_rounds_argument(parser, TIMING_ROUNDS, f"default {TIMING_ROUNDS}; studies.train_time and init_time take more")
+    runner.add_rounds_argument(parser, TIMING_ROUNDS, f"default {TIMING_ROUNDS}; studies.train_time and init_time take more")
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
     from figures.grad_norm import grad_norm_figure
     from figures.pareto import figure2, pareto_figure
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(adaptability.report(adapt).split("\n")[:3]))
     print(summary_table(adapt, init, train))
     if train:  # how far the step times can be trusted: the LoRA/PiSSA sanity pair, what the CPU cannot measure
-        checks = [*init_time.checks(train), *train_time.checks(train)]
+        checks = [*runner.checks(train), *train_time.checks(train)]
         print("\n".join(["", *checks, noisy_line(train, train[0]["timing"]["num_threads"])]))
     print(f"\nrecords: {', '.join(str(setup.out / f'{s}.jsonl') for s in ('adaptability', 'grad_norm', 'init_time', 'train_time'))}")
     print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")

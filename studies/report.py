@@ -26,7 +26,7 @@ from figures.rank import rank_figure
 from figures.style import save
 from nfl import cli
 from nfl.config import ExperimentConfig
-from nfl.rounds import aggregate_stored
+from nfl.measure.rounds import aggregate_stored
 from nfl.selection import at_tuned_lr
 from nfl.results import ResultStore
 from nfl.model import target_layer_names
