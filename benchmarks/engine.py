@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import time
 
 import torch
 
 import adapters
 from nfl.batched import train_batched
 from nfl.config import ModelConfig, TaskConfig
+from nfl.measure.clocks import wall_seconds
+from nfl.measure.devices import cpu_name
 from nfl.model import make_mlp
 from nfl.tasks import Dataset
 from nfl.training import train
@@ -44,12 +44,6 @@ def make_runs(method: str, width: int, count: int) -> list[tuple]:
     return runs
 
 
-def seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def run_sequential(runs: list[tuple], epochs: int) -> None:
     for model, hooks, data in runs:
         train(model, data, epochs, LR, hooks)
@@ -69,9 +63,9 @@ def measure(method: str, width: int, counts: list[int], epochs: int, repeats: in
         run_batched(runs, 2)
     sequential, batched = [], {k: [] for k in counts}
     for _ in range(repeats):
-        sequential.append(seconds(lambda: run_sequential(sequential_runs, epochs)) / (2 * epochs))
+        sequential.append(wall_seconds(lambda: run_sequential(sequential_runs, epochs)) / (2 * epochs))
         for k, runs in batched_runs.items():
-            batched[k].append(seconds(lambda: run_batched(runs, epochs)) / (k * epochs))
+            batched[k].append(wall_seconds(lambda: run_batched(runs, epochs)) / (k * epochs))
     per_run = statistics.median(sequential)
     return [(k, per_run, statistics.median(batched[k])) for k in counts]
 
@@ -95,8 +89,8 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs "
-          f"({platform.processor() or platform.machine()}), load {os.getloadavg()[0]:.1f}; "
-          f"clock time.perf_counter, medians of {repeats} interleaved repeat(s) of {epochs} steps")
+          f"({cpu_name()}), load {os.getloadavg()[0]:.1f}; "
+          f"wall time (nfl.measure.clocks), medians of {repeats} interleaved repeat(s) of {epochs} steps")
     print(f"{'method':10} {'width':>5} {'K':>3} {'sequential ms':>14} {'batched ms':>11} {'ratio':>6}")
     for width in widths:
         for name in methods:

@@ -19,7 +19,7 @@ import numpy as np
 
 import adapters
 from figures.records import Point, aggregate
-from nfl.rounds import aggregate_stored
+from nfl.measure.rounds import aggregate_stored
 from nfl.selection import at_tuned_lr, tune
 
 DOCS = Path(__file__).resolve().parent

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
 from figures.style import method_style
-from nfl.rounds import NOISE_RULE, clock_label
+from nfl.measure.rounds import NOISE_RULE, clock_label
 
 
 @dataclass(frozen=True)

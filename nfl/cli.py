@@ -11,17 +11,14 @@ import argparse
 import dataclasses
 import os
 import re
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence, TypeVar
 
 import torch
 
 from nfl.config import SEED_MAX, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig
-from nfl.model import make_mlp
 
 T = TypeVar("T")
 RANK_MAX = 2**31 - 1  # the largest tensor dimension every torch kernel takes
@@ -121,23 +118,6 @@ def run_memory(cfg: ExperimentConfig) -> int:
     weights = 2 * (width * width + width)
     samples = cfg.task.n_train + cfg.task.n_val + cfg.task.test_size
     return 4 * (6 * weights + 8 * samples * width)
-
-
-def step_seconds(cfg: ExperimentConfig, device: torch.device, steps: int = 4) -> float:
-    """The median time of a full-batch Adam step of the config's MLP on ``device`` (first step left out)."""
-    model = make_mlp(cfg.model, seed=0, device=device)
-    x = torch.randn(cfg.task.n_train, cfg.model.width, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        model(x).square().mean().backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
 
 
 def check_memory(flag: str, needed: int, device: torch.device) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from nfl.config import config_digest
-from nfl.devices import cpu_name
+from nfl.measure.devices import cpu_name, device_name
 
 CELL_FIELDS = ("study", "method", "rank", "seed", "width", "device", "config_hash", "lr", "measurement")
 
@@ -47,14 +47,13 @@ def git_commit() -> str | None:
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Versions, device and thread count: enough to trace a number back to how it was made."""
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "platform": platform.platform(),
         "device": str(device),
-        "device_name": name,
+        "device_name": device_name(device),
         "cpu_model": cpu_name(),  # with device_name, the kind of node a timing is comparable within
         "cpu_threads": torch.get_num_threads(),
         "git_commit": git_commit(),

@@ -19,7 +19,8 @@ from nfl.seeds import Run
 from nfl.stats import format_mean_ci
 from nfl.sweep import Backend, Cell, LocalBackend, SweepInterrupted, run_groups
 from nfl.tasks import TaskData, make_task_data
-from nfl.threads import default_threads
+from nfl.measure.prepared import step_seconds
+from nfl.measure.threads import default_threads
 from nfl.training import History, pretrain
 
 SWEEP_RANKS = (1, 2, 4, 8, 16, 32, 64)
@@ -36,7 +37,7 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
     parser.add_argument("--quick", action="store_true",
                         help="one seed, at most three grid learning rates and (timing studies) "
                              "21 timing rounds, not 31; same outputs")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: 1 below width 256, else 2; see nfl.threads); recorded in every record's environment")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: 1 below width 256, else 2; see nfl.measure.threads); recorded in every record's environment")
     parser.add_argument(
         "--engine", choices=("batched", "sequential"), default="batched",
         help="quality runs: batched trains one (method, rank)'s seeds x learning rates at once (torch.func.vmap), "
@@ -107,7 +108,7 @@ class StudySetup:
         self._notices: list[str] = []  # printed before the first cell, so a rejected input gets one line
         self.method_ranks = self.plan(self.ranks)
         self.args = args
-        # Small models want one thread (nfl.threads); --threads overrides, and records keep the number.
+        # Small models want one thread (nfl.measure.threads); --threads overrides, and records keep the number.
         torch.set_num_threads(args.threads or default_threads(self.config.model.width))
         self.engine = args.engine
         self.quick = args.quick
@@ -254,7 +255,7 @@ class StudySetup:
         """An estimate of one cell's time: its ``steps`` (default: the adaptation's) plus its share
         of pretraining, at a measured step time (twice it, for the evaluation after every step)."""
         if self._step_s is None:
-            self._step_s = cli.step_seconds(self.config, self.device)
+            self._step_s = step_seconds(self.config, self.device)
         train = self.config.train
         seeds = len({c.seed for c in cells})
         steps = train.adapt_epochs if steps is None else steps

@@ -16,12 +16,13 @@ import numpy as np
 
 import adapters
 from nfl.nodes import by_node_kind
-from nfl.rounds import noisy_line
+from nfl.measure import runner
+from nfl.measure.policy import QUICK_ROUNDS
+from nfl.measure.rounds import noisy_line
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
 from studies.outputs import Outputs, Stores, config_of, seed_count, show
-from studies.init_time import QUICK_ROUNDS, add_rounds_argument
 
 # The timing panels' rounds: those of train_time --quick, which held LoRA/PiSSA under load. With 11
 # rounds a busy host left one cell without a quiet round in a default run (LoRA/PiSSA r=2: 1.375).
@@ -88,14 +89,14 @@ def outputs(stores: Stores, out: Path) -> Outputs:
         paths += save(figure2(tuned, timed_init, timed_train, subtitle, zero), out / f"figure2{stem}", note)
         paths += save(pareto_figure(tuned, timed_train, subtitle), out / f"pareto{stem}", note)
     if train:  # how far the step times can be trusted: the LoRA/PiSSA sanity pair, what the CPU cannot measure
-        checks = [*init_time.checks(train), *train_time.checks(train)]
+        checks = [*runner.checks(train), *train_time.checks(train)]
         lines.append("\n".join(["", *checks, noisy_line(train, train[0]["timing"]["num_threads"])]))
     return {"pareto": "\n".join(lines)}, paths
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("pareto", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
-    add_rounds_argument(parser, TIMING_ROUNDS, f"default {TIMING_ROUNDS}; studies.train_time and init_time take more")
+    runner.add_rounds_argument(parser, TIMING_ROUNDS, f"default {TIMING_ROUNDS}; studies.train_time and init_time take more")
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
     defaults = setup.plan(None)
     # The sweeps always include each method's default rank, so the Pareto view can place it.

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from nfl import cli
 from nfl.results import ResultStore
-from nfl.rounds import aggregate_stored
+from nfl.measure.rounds import aggregate_stored
 from studies import adaptability, anatomy, grad_norm, init_time, lr, pareto, rank, train_time
 from studies.outputs import Outputs, Stores
 

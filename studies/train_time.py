@@ -1,7 +1,7 @@
 """Time of one training step against trainable parameters: every method at ranks 1 ... 64.
 
 One full optimisation step (zero_grad, forward, loss with regularisers, backward, Adam step,
-on_step hooks) after warm-up, in interleaved rounds (nfl.rounds); beside it the bytes of
+on_step hooks) after warm-up, in interleaved rounds (nfl.measure.rounds); beside it the bytes of
 trainable parameters, gradients and Adam state, and on CUDA the measured peak memory of a step.
 The summary checks the measurement itself: LoRA and PiSSA take the identical step at equal rank.
 """
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from nfl.memory import training_memory
+from nfl.measure.memory import training_memory
+from nfl.measure.prepared import prepared_train_step, train_step_peak_bytes
+from nfl.measure.runner import run_timed
 from nfl.params import count_trainable
 from nfl.sweep import Cell
-from nfl.timing import prepared_train_step, train_step_peak_bytes
 from nfl.training import prepare as attach_copy
 from studies.common import StudySetup
-from studies.init_time import run_timed, timing_main, timing_outputs
+from studies.init_time import timing_main, timing_outputs
 
 SANITY_PAIR = ("lora", "pissa")  # same shapes, same operations in a step: their ratio should be 1
 SANITY_RANGE = (0.9, 1.1)

@@ -15,7 +15,7 @@ from figures.curves import curve_label, draw_loss_curves
 from figures.efficiency import draw_cost_vs_params
 from figures.pareto import dodged
 from figures.style import method_style, plain_log_ticks
-from nfl.rounds import summarise
+from nfl.measure.rounds import summarise
 
 
 def test_fixed_colours_do_not_change_when_a_method_is_added(monkeypatch: pytest.MonkeyPatch) -> None:

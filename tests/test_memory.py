@@ -8,11 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import adapters
-from nfl.memory import TrainingMemory, adam_state_bytes, measured_peak_bytes, training_memory
+from adapters.step import step
+from nfl.measure.devices import measured_peak_bytes
+from nfl.measure.memory import TrainingMemory, adam_state_bytes, training_memory
+from nfl.measure.prepared import train_step_peak_bytes
 from nfl.params import trainable_parameters
 from nfl.tasks import Dataset
-from nfl.timing import train_step_peak_bytes
-from adapters.step import step
 from tests.conftest import TwoLayer
 
 
@@ -58,7 +59,7 @@ def test_adam_accounting_matches_the_optimizer_after_a_step(default_dtype: torch
 
 
 class FakeAccelerator:
-    name, backend = "Fake GPU", "fake_events"
+    name = "Fake GPU"
 
     def __init__(self) -> None:
         self.log: list[str] = []

@@ -1,6 +1,7 @@
 """The default thread count: one for small models, two from the measured threshold."""
 
-from nfl.threads import MULTI_THREAD_WIDTH, default_threads
+from nfl.measure.policy import MULTI_THREAD_WIDTH
+from nfl.measure.threads import default_threads
 
 
 def test_small_models_get_one_thread_and_wide_ones_more_where_there_are_cpus() -> None:

@@ -1,4 +1,4 @@
-"""The timing API: clocks, the CPU back end, the CUDA back end's logic on a fake device, blocks,
+"""nfl.measure's timing: clocks, blocks (the CUDA logic on a fake device), what the studies time,
 interleaved rounds (order, resumption, aggregation), the noise rule and how timings are printed.
 
 Only structural properties and orders of magnitude far beyond any noise are asserted: the machine
@@ -8,7 +8,6 @@ is shared and noisy, so no timing targets.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import signal
 import time
@@ -18,58 +17,24 @@ import pytest
 import torch
 
 import adapters
-from nfl.devices import cpu_name
+from nfl.measure.blocks import BlockTimer
+from nfl.measure.clocks import clock_for
+from nfl.measure.devices import accelerator_for, cpu_name
+from nfl.measure.policy import NOISY_MARGIN
+from nfl.measure.prepared import prepared_init, prepared_train_step
+from nfl.measure.rounds import format_ms, is_noisy, noisy_line, round_order, run_rounds, summarise
+from nfl.measure.runner import checks
 from nfl.results import ResultStore
-from nfl.rounds import NOISY_MARGIN, format_ms, is_noisy, noisy_line, round_order, run_rounds, summarise
 from nfl.stats import format_mean_ci
 from nfl.sweep import Cell, SweepInterrupted
 from nfl.tasks import Dataset
-from nfl.timing import BlockTimer, Timing, TimingOptions, clock_for, measure, prepared_init, prepared_train_step
-from studies.init_time import checks
 from tests.conftest import TwoLayer
-
-FAST = TimingOptions(min_run_time=0.01, max_run_time=0.05, warmup=1, repeats=5, num_threads=1)
-
-
-def matmul(size: int):
-    a = torch.randn(size, size, generator=torch.Generator().manual_seed(0))
-    return lambda: a @ a
-
-
-def test_cpu_backend_reports_a_positive_median_and_a_spread() -> None:
-    timing = measure(matmul(16), "cpu", FAST)
-    assert timing.median_s > 0 and timing.iqr_s >= 0
-    assert timing.repeats >= 1 and timing.calls_per_repeat >= 1
-    assert timing.backend == "torch.utils.benchmark" and timing.clock == "thread_cpu"
-
-
-def test_threads_are_passed_explicitly_recorded_and_restored() -> None:
-    before = torch.get_num_threads()
-    seen: list[int] = []
-    timing = measure(lambda: seen.append(torch.get_num_threads()), "cpu", FAST)
-    assert timing.num_threads == 1 and set(seen) == {1}
-    assert torch.get_num_threads() == before
-    default = TimingOptions(min_run_time=0.01, max_run_time=0.05, warmup=0)
-    assert measure(lambda: None, "cpu", default).num_threads == before
-    assert measure(lambda: None, "cpu", default).clock == ("thread_cpu" if before == 1 else "wall")
-
-
-def test_a_slower_callable_measures_slower() -> None:
-    # 8x8 against 256x256: some 30,000x the flops, far beyond any noise on a shared machine.
-    fast, slow = measure(matmul(8), "cpu", FAST), measure(matmul(256), "cpu", FAST)
-    assert slow.median_s > fast.median_s
-
-
-def test_timing_round_trips_through_a_dict_and_json() -> None:
-    timing = measure(matmul(8), "cpu", FAST)
-    assert Timing.from_dict(json.loads(json.dumps(timing.to_dict()))) == timing
 
 
 class FakeGpu:
     """A device whose clock only moves when the timed function says so, logging every call."""
 
     name = "Fake GPU"
-    backend = "fake_events"
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -98,54 +63,17 @@ class FakeEvent:
         return (end.at - self.at) * 1e3  # milliseconds, as torch.cuda.Event
 
 
-def test_event_backend_times_only_the_repeats_between_synchronisations() -> None:
-    gpu = FakeGpu()
-    # Two warm-up calls that take 100 s each: any of them inside a timed region shows at once.
-    durations = iter([100.0, 100.0, 0.001, 0.004, 0.002, 0.010, 0.003])
-    timing = measure(lambda: gpu.work(next(durations)), gpu, TimingOptions(warmup=2, repeats=5, num_threads=1))
-    # Repeats 1, 4, 2, 10, 3 ms: median 3 ms; quartiles 2 and 4 ms.
-    assert timing.median_s == pytest.approx(0.003)
-    assert timing.iqr_s == pytest.approx(0.002)
-    assert (timing.repeats, timing.calls_per_repeat, timing.backend, timing.device_name) == (5, 1, "fake_events", "Fake GPU")
-    assert gpu.log == ["fn", "fn"] + ["sync", "record", "fn", "record", "sync"] * 5
-
-
-def test_setup_runs_before_every_call_outside_the_timed_region() -> None:
-    gpu = FakeGpu()
-    state: list[int] = []
-
-    def setup() -> None:
-        gpu.log.append("setup")
-        gpu.now += 50.0  # slow setup: must not reach the timings
-        state[:] = [1]
-
-    def consume() -> None:
-        state.pop()  # fails unless setup has refilled the state since the previous call
-        gpu.work(0.002)
-
-    timing = measure(consume, gpu, TimingOptions(warmup=1, repeats=3, num_threads=1), setup=setup)
-    assert timing.median_s == pytest.approx(0.002) and timing.iqr_s == pytest.approx(0.0)
-    assert gpu.log == ["setup", "fn"] + ["setup", "sync", "record", "fn", "record", "sync"] * 3
-
-
-def test_setup_on_the_cpu_uses_the_host_clock_once_per_call() -> None:
-    state: list[int] = []
-    timing = measure(lambda: state.pop(), "cpu", FAST, setup=lambda: state.append(1))
-    assert timing.backend == "host_clock" and timing.repeats == FAST.repeats and timing.median_s >= 0
-    assert state == []
-
-
 def test_an_unknown_device_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no measurement back end for device meta"):
-        measure(lambda: None, "meta", FAST)
+        accelerator_for("meta")
 
 
 def test_prepared_init_builds_and_leaves_the_layer_untouched() -> None:
     layer = TwoLayer().layer1
     before = copy.deepcopy(layer.state_dict())
     build = prepared_init("lora", layer, 2, "cpu")
-    assert measure(build, "cpu", FAST).median_s > 0
     assert isinstance(build()[0], adapters.get("lora").adapter)
+    assert isinstance(build()[0], adapters.get("lora").adapter), "a second build starts from the same fresh layer"
     assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items())
 
 
@@ -162,14 +90,6 @@ def test_train_step_is_warmed_up_and_calls_on_step_mid_schedule(monkeypatch: pyt
     prepared_train_step(model, hooks, tiny_data(), 1e-2, "cpu", total_steps=40)
     assert calls == [(20, 40)], "one step is taken before anything is timed, in the middle of the schedule"
     assert hooks[0].lora_B.abs().sum() > 0, "the warm-up step must have updated the adapter"
-
-
-def test_without_autorange_the_cpu_times_each_call_with_the_host_clock() -> None:
-    calls = []
-    timing = measure(lambda: calls.append(1), "cpu", TimingOptions(repeats=7, warmup=2, autorange=False))
-    assert (timing.backend, timing.repeats, timing.calls_per_repeat, len(calls)) == ("host_clock", 7, 1, 9)
-    assert timing.clock == "wall"
-    assert timing.median_s > 0 and timing.iqr_s >= 0
 
 
 # --- the thread-CPU clock and blocks -----------------------------------------------------------
@@ -211,6 +131,14 @@ def test_several_threads_fall_back_to_the_wall_clock() -> None:
     assert clock_for("cpu", 1) == "thread_cpu" and clock_for("cpu", 2) == "wall"
     assert clock_for(FakeGpu(), 1) == "cuda_events"
     assert BlockTimer(lambda: None, "cpu", 2, warmup=0, target_s=0.0)()["clock"] == "wall"
+
+
+def test_a_block_runs_on_the_threads_it_is_given_and_restores_them() -> None:
+    before, wanted = torch.get_num_threads(), 1 if torch.get_num_threads() > 1 else 2
+    seen: list[int] = []
+    timer = BlockTimer(lambda: seen.append(torch.get_num_threads()), "cpu", wanted, warmup=1, target_s=0.0)
+    timer()
+    assert set(seen) == {wanted} and torch.get_num_threads() == before
 
 
 def test_a_block_is_calibrated_past_its_target_and_times_whole_blocks_on_events() -> None:

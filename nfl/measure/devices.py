@@ -1,4 +1,4 @@
-"""What measurement needs from a device: synchronisation, timing events, peak memory.
+"""What measurement needs from a device: its name, synchronisation, timing events, peak memory.
 
 Timing and memory code talk to a :class:`Clock` / :class:`Accelerator`, never to ``torch.cuda``
 directly, so a test can hand them a fake device whose events report known times and exercise
@@ -8,10 +8,9 @@ the CUDA back end's logic on a CPU-only machine.
 from __future__ import annotations
 
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Union
+from typing import Any, Callable, Protocol, Union
 
 import torch
 
@@ -30,7 +29,6 @@ class Clock(Protocol):
     """Something whose work can be waited for and timed by a pair of events."""
 
     name: str  # the device's name, for the record
-    backend: str  # how the time is taken, for the record
 
     def synchronize(self) -> None: ...
 
@@ -53,7 +51,6 @@ class Cuda:
     """A CUDA device: ``torch.cuda`` events, synchronisation and allocator statistics."""
 
     device: torch.device
-    backend = "cuda_events"
 
     @property
     def name(self) -> str:
@@ -70,33 +67,6 @@ class Cuda:
 
     def peak_memory_bytes(self) -> int:
         return torch.cuda.max_memory_allocated(self.device)
-
-
-class _HostEvent:
-    def __init__(self) -> None:
-        self.seconds = float("nan")
-
-    def record(self) -> None:
-        self.seconds = time.perf_counter()
-
-    def elapsed_time(self, end: _HostEvent) -> float:
-        return (end.seconds - self.seconds) * 1e3
-
-
-class HostClock:
-    """The CPU as a clock: work is synchronous, events read ``time.perf_counter``."""
-
-    backend = "host_clock"
-
-    @property
-    def name(self) -> str:
-        return cpu_name()
-
-    def synchronize(self) -> None:
-        """Nothing to wait for: CPU work has finished when the call returns."""
-
-    def event(self) -> Event:
-        return _HostEvent()
 
 
 def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
@@ -124,3 +94,31 @@ def accelerator_for(device: DeviceLike) -> Accelerator | None:
     if device.type == "cuda":
         return Cuda(device)
     raise ValueError(f"no measurement back end for device {device}; use cpu or cuda")
+
+
+def device_name(device: DeviceLike) -> str:
+    """The name a record gives ``device``: the processor's model on the CPU, the accelerator's name else."""
+    accelerator = accelerator_for(device)
+    return cpu_name() if accelerator is None else accelerator.name
+
+
+def synchronize(device: DeviceLike) -> None:
+    """Wait for the work queued on ``device`` (nothing to wait for on the CPU)."""
+    accelerator = accelerator_for(device)
+    if accelerator is not None:
+        accelerator.synchronize()
+
+
+def measured_peak_bytes(fn: Callable[[], Any], device: DeviceLike) -> int | None:
+    """Peak memory the device's allocator held while ``fn()`` ran (its baseline included).
+
+    None on the CPU: torch keeps no allocator statistics there, and a guess is not a measurement.
+    """
+    accelerator = accelerator_for(device)
+    if accelerator is None:
+        return None
+    accelerator.synchronize()
+    accelerator.reset_peak_memory()
+    fn()
+    accelerator.synchronize()
+    return accelerator.peak_memory_bytes()

@@ -21,14 +21,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from nfl.measure.clocks import CLOCK_LABELS
+from nfl.measure.policy import NOISY_MARGIN
 from nfl.results import ResultStore
 from nfl.sweep import Cell, record_key, run_cells
-from nfl.timing import CLOCK_LABELS, quartiles
 
-# A cost is noise when fewer than a quarter of its rounds came within this margin of the fastest:
-# it then rests on a few lucky rounds (on idle machines the lower quartile sat within 7% for step
-# times and 22% for init times; under heavy load beyond 25% for a third of the cells).
-NOISY_MARGIN = 0.25
 NOISE_HELP = "more rounds (--rounds), a quieter machine"
 NOISE_RULE = f"fewer than a quarter of its rounds within {NOISY_MARGIN:.0%} of the fastest"
 
@@ -53,7 +50,7 @@ def run_rounds(
     round); return one aggregated record per cell, in the order of ``cells``.
 
     ``measure_once(cell)`` returns a record whose ``block`` is one block of the timer (see
-    :class:`nfl.timing.BlockTimer`); ``seconds_per_block``, an estimate of one such call, makes
+    :class:`nfl.measure.blocks.BlockTimer`); ``seconds_per_block``, an estimate of one such call, makes
     the announcement give the sweep's time. Rounds already in the store are kept with ``resume``;
     without it, an existing store is set aside by the first round as :func:`run_cells` does.
     A stop request ends the sweep after the current block (:class:`nfl.sweep.SweepInterrupted`).
@@ -115,6 +112,12 @@ def summarise(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "calls_per_round": [b["calls"] for b in blocks],
     }
     return {**timing, "noisy": is_noisy(timing)}
+
+
+def quartiles(times: Sequence[float]) -> tuple[float, float, float]:
+    """First quartile, median, third quartile (linear interpolation)."""
+    p25, p50, p75 = np.percentile(np.asarray(times, dtype=np.float64), [25, 50, 75])
+    return float(p25), float(p50), float(p75)
 
 
 def is_noisy(timing: dict[str, Any], margin: float = NOISY_MARGIN) -> bool:

@@ -1,16 +1,16 @@
-"""Memory of a training run: analytic bytes of parameters, gradients and Adam state on every
-device; the measured peak where the device's allocator keeps statistics."""
+"""Memory of a training run: analytic bytes of parameters, gradients and Adam state, the same on
+every device (the measured peak, where the device's allocator keeps statistics, is
+:func:`nfl.measure.devices.measured_peak_bytes`)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
 import torch
 from torch import nn
 
-from nfl.devices import DeviceLike, accelerator_for
 from nfl.params import trainable_parameters
 
 
@@ -54,18 +54,3 @@ def training_memory(model: nn.Module) -> TrainingMemory:
     params = trainable_parameters(model)
     size = tensor_bytes(params)
     return TrainingMemory(parameters=size, gradients=size, optimizer_state=adam_state_bytes(params))
-
-
-def measured_peak_bytes(fn: Callable[[], Any], device: DeviceLike) -> int | None:
-    """Peak memory the device's allocator held while ``fn()`` ran (its baseline included).
-
-    None on the CPU: torch keeps no allocator statistics there, and a guess is not a measurement.
-    """
-    accelerator = accelerator_for(device)
-    if accelerator is None:
-        return None
-    accelerator.synchronize()
-    accelerator.reset_peak_memory()
-    fn()
-    accelerator.synchronize()
-    return accelerator.peak_memory_bytes()

@@ -1,0 +1,155 @@
+"""The timing runner the timing studies share: their settings, the interleaved sweep into a store,
+the ``--rounds`` flag and the checks printed beside their tables."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from nfl.config import ExperimentConfig
+from nfl.measure.blocks import BlockTimer
+from nfl.measure.clocks import CLOCK_LABELS, clock_for
+from nfl.measure.devices import device_name
+from nfl.measure.policy import BLOCK_S, FULL_ROUNDS, LOADED, QUICK_ROUNDS, QUICK_WARMUP, REPEATS, WARMUP
+from nfl.measure.rounds import NOISE_RULE, clock_label, run_rounds
+from nfl.results import ResultStore, environment
+from nfl.sweep import Cell, SweepInterrupted
+
+
+class TimedStudy(Protocol):
+    """What the runner needs of a study's parsed command line (``studies.common.StudySetup``)."""
+
+    args: argparse.Namespace
+    config: ExperimentConfig
+    device: torch.device
+    out: Path
+    quick: bool
+    seeds: list[int]
+
+    def cells(self, study: str, seeds: Sequence[int] | None = None, plan: dict | None = None) -> list[Cell]: ...
+
+    def prepare_out(self) -> None: ...
+
+    def command(self, resume: bool = False) -> str: ...
+
+    def rerun_command(self, cell: Cell) -> str: ...
+
+
+def threads(n: int) -> str:
+    """``1 thread``, ``2 threads``."""
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """How a timing study measures: rounds, the block each round times, threads and clock."""
+
+    rounds: int
+    warmup: int
+    block_s: float  # a block lasts at least this long on the clock (seconds)
+    threads: int
+    clock: str
+    device_name: str
+    quick: bool
+
+    def seconds_per_block(self) -> float:
+        """An estimate of one cell's round: its blocks overshoot the target by about 15% (trimmed
+        calibration, nfl.measure.blocks.BlockTimer), plus the warm call and the record's write
+        (measured on 2 idle cores: 7.8 ms a cell and round with 2 ms blocks)."""
+        return REPEATS * 1.15 * self.block_s + 0.001
+
+    def measurement(self) -> str:
+        """The part of a cell's identity that changes its numbers (rounds excepted: each round is
+        stored apart, so a resumed run may ask for more)."""
+        mode = "quick" if self.quick else "full"
+        blocks = f"fastest of {REPEATS} blocks >= {1e3 * self.block_s:g} ms"
+        return f"{mode}, {threads(self.threads)}, {self.clock}, {blocks}, {self.device_name}"
+
+
+def timing_settings(setup: TimedStudy) -> TimingSettings:
+    """One CPU thread unless ``--threads`` (these models are far too small to share out);
+    ``--quick`` takes fewer rounds and warm-up calls."""
+    on_cpu = setup.device.type == "cpu"
+    count = (setup.args.threads or 1) if on_cpu else torch.get_num_threads()
+    rounds = vars(setup.args).get("rounds") or (QUICK_ROUNDS if setup.quick else FULL_ROUNDS)
+    warmup = QUICK_WARMUP if setup.quick else WARMUP
+    clock = clock_for(setup.device, count)
+    return TimingSettings(rounds, warmup, BLOCK_S, count, clock, device_name(setup.device), setup.quick)
+
+
+def run_timed(
+    setup: TimedStudy, study: str, plan: dict | None, prepare: Callable[[Cell], tuple[Callable[[], Any], dict]]
+) -> list[dict[str, Any]]:
+    """Time the cells of ``study`` in interleaved rounds into ``<out>/<study>.jsonl``.
+
+    ``prepare(cell)`` returns the callable to time and the record fields beside the timing; it
+    runs once per cell, at the cell's first block. Exits 130 with a resume hint if stopped.
+    """
+    settings = timing_settings(setup)
+    cells = [dataclasses.replace(c, measurement=settings.measurement())
+             for c in setup.cells(study, setup.seeds[:1], plan)]
+    setup.prepare_out()
+    env, config = environment(setup.device), setup.config.to_dict()
+    env["cpu_threads"] = settings.threads  # the threads the timings ran with, not the study's
+    timers: dict[Cell, tuple[BlockTimer, dict]] = {}
+
+    def measure_once(cell: Cell) -> dict[str, Any]:
+        if cell not in timers:
+            fn, fields = prepare(cell)
+            timer = BlockTimer(fn, setup.device, settings.threads, warmup=settings.warmup, target_s=settings.block_s)
+            timers[cell] = timer, fields
+        timer, fields = timers[cell]
+        block = timer()
+        return {**fields, "block": block, "command": setup.command(), "rerun": setup.rerun_command(cell),
+                "config": config, "env": env}
+
+    store = ResultStore(setup.out / f"{study}.jsonl")
+    try:
+        records = run_rounds(cells, measure_once, store, rounds=settings.rounds, seed=setup.config.seed,
+                             resume=setup.args.resume, desc=study, seconds_per_block=settings.seconds_per_block())
+    except SweepInterrupted as stop:
+        print(f"{stop} (one per cell and round); resume with: {setup.command(resume=True)}", file=sys.stderr)
+        raise SystemExit(130) from None
+    for record in records:
+        record["timing"].update(num_threads=settings.threads, device_name=settings.device_name)
+    return records
+
+
+def add_rounds_argument(parser: argparse.ArgumentParser, default: int | None, default_help: str) -> None:
+    """``--rounds N``: the interleaved rounds of the study's timing sweeps (a positive integer)."""
+    def positive(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        return int(text)
+
+    parser.add_argument("--rounds", type=positive, default=default,
+                        help=f"interleaved timing rounds, each timing every cell once ({default_help})")
+
+
+def checks(records: list[dict[str, Any]]) -> list[str]:
+    """What the timings can and cannot be trusted for: how they were taken, load, noise."""
+    t = records[0]["timing"]
+    lines = [
+        f"timings: ms per call, the fastest of {t['rounds']} interleaved rounds (the median beside it), "
+        f"{clock_label(records)}, {threads(t['num_threads'])}, {t['device_name']}; * = noisy ({NOISE_RULE})"
+    ]
+    if t["clock"] == "wall" and t["num_threads"] > 1:
+        lines.append(f"cannot measure: the thread's CPU time with {t['num_threads']} threads (their work runs on other "
+                     "threads); wall time used, which other processes inflate -- --threads 1 avoids this")
+    if t["clock"] == "thread_cpu":
+        load = float(np.median([r["timing"]["wall_median_s"] / r["timing"]["median_s"] for r in records]))
+        if load > LOADED:
+            lines.append(f"load: wall time was {load:.1f}x the thread CPU time (median over cells): other processes "
+                         f"held the cores; the {CLOCK_LABELS['thread_cpu']} is what a step costs, wall what you waited")
+    slowed = float(np.median([r["timing"]["median_s"] / r["timing"]["fastest_s"] for r in records]))
+    if slowed > LOADED:
+        lines.append(f"load: the median round ran {slowed:.2f}x the fastest (median over cells): the machine was "
+                     "busy; the fastest rounds are the costs, compare the medians with care")
+    return lines
