@@ -90,7 +90,10 @@ class StudySetup:
             self.seeds = cli.seeds("--seeds", self.config.seed, args.seeds)[: 1 if args.quick else None]
             cli.threads("--threads", args.threads)
             for path in args.adapter_module:
-                adapters.load_module(path)
+                try:
+                    adapters.load_module(path)
+                except ValueError as error:
+                    raise ValueError(f"--adapter-module: {error}") from None
             self.methods = cli.methods("--methods", args.methods, adapters.names(), adapters.get)
             self.ranks = cli.ranks("--ranks", args.ranks) or (list(default_ranks) if default_ranks else None)
             self.device = resolve_device(args.device)
