@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 import adapters
 from nfl import cli
-from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv
+from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv, format_lr_grid
 from nfl.results import DirectoryLocked, ResultStore, StoreWriteError, environment, lock_directory
 from nfl.seeds import Run
 from nfl.stats import format_mean_ci
@@ -23,19 +24,23 @@ from nfl.threads import default_threads
 from nfl.training import History, pretrain
 
 SWEEP_RANKS = (1, 2, 4, 8, 16, 32, 64)
+DEFAULT_SEEDS = 3
+DEFAULT_QUICK_SEEDS = 1
 
 
 def study_parser(name: str, description: str, ranks_help: str = "each method's default rank") -> argparse.ArgumentParser:
     """The flags of docs/design.md's conventions plus one flag per experiment setting."""
     parser = cli.Parser(prog=f"python -m studies.{name}", description=description)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: CUDA when available)")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...); default 3")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"number of seeds (seed, seed+1, ...); default {DEFAULT_SEEDS}, 1 with --quick")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one): " + ",".join(adapters.names()))
     parser.add_argument("--ranks", default=None, help=f"comma-separated ranks (default: {ranks_help})")
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
     parser.add_argument("--quick", action="store_true",
-                        help="one seed, at most three grid learning rates and (timing studies) "
-                             "21 timing rounds, not 31; same outputs")
+                        help="smaller defaults, same outputs: one seed, three learning rates of the grid and "
+                             "(timing studies) 21 timing rounds, not 31; a flag you give (--seeds, --lr-grid, "
+                             "--rounds) is kept")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: 1 below width 256, else 2; see nfl.threads); recorded in every record's environment")
     parser.add_argument(
         "--engine", choices=("batched", "sequential"), default="batched",
@@ -87,7 +92,8 @@ class StudySetup:
         args = parser.parse_args(self.argv)
         try:
             self.config: ExperimentConfig = config_from_args(args)
-            self.seeds = cli.seeds("--seeds", self.config.seed, args.seeds)[: 1 if args.quick else None]
+            count = args.seeds if args.seeds is not None else DEFAULT_QUICK_SEEDS if args.quick else DEFAULT_SEEDS
+            self.seeds = cli.seeds("--seeds", self.config.seed, count)
             cli.threads("--threads", args.threads)
             for path in args.adapter_module:
                 try:
@@ -103,6 +109,7 @@ class StudySetup:
             if self.out.exists() and not self.out.is_dir():
                 raise ValueError(f"--out: {self.out} is a file, not a directory")
             self._strict = args.ranks is not None and len(self.ranks) == 1
+            self._methods_given = args.methods is not None
             cli.check_memory("--width", cli.run_memory(self.config), self.device)
             self.backend = make_backend(args.backend, args.ray_address)
         except ValueError as error:
@@ -115,7 +122,10 @@ class StudySetup:
         self.engine = args.engine
         self.quick = args.quick
         grid = self.config.train.adaptation_lrs
-        self.lrs = quick_grid(grid) if args.quick else list(grid)
+        chosen_grid = args.cfg_lr_grid is not None or args.cfg_adapt_lr is not None
+        self.lrs = quick_grid(grid) if args.quick and not chosen_grid else list(grid)
+        if args.quick:
+            self._notices.append(quick_notice(args.seeds is None, self.lrs if not chosen_grid else None, len(grid)))
         self._pretrained: dict[int, tuple[TaskData, torch.nn.Module, History]] = {}
         self._out_ready = False
         self._step_s: float | None = None
@@ -146,7 +156,9 @@ class StudySetup:
                     plan[method].append(rank)
             if not plan[method]:
                 which = "any rank of --ranks" if ranks else f"its default rank {spec.default_rank}"
-                cli.fail(f"--methods: {method} cannot run at {which} with width {width} ({reason})")
+                if self._methods_given:
+                    cli.fail(f"--methods: {method} cannot run at {which} with width {width} ({reason})")
+                cli.fail(f"--width: {width} is too narrow for {method} at {which} ({reason}); widen it or leave {method} out with --methods")
         return plan
 
     def rerun_command(self, cell: Cell) -> str:
@@ -242,8 +254,6 @@ class StudySetup:
         """Before the first cell: create --out, prove it writable and lock it (exit 2 if not)."""
         if self._out_ready:
             return
-        for notice in dict.fromkeys(self._notices):
-            print(notice, file=sys.stderr)
         try:
             cli.writable_dir("--out", str(self.out))
             lock_directory(self.out)
@@ -251,6 +261,8 @@ class StudySetup:
             cli.fail(str(error))
         except DirectoryLocked as error:
             cli.fail(f"--out: {error}; wait for it to finish or choose another --out")
+        for notice in dict.fromkeys(self._notices):
+            print(notice, file=sys.stderr)
         self._out_ready = True
 
     def cell_seconds(self, cells: list[Cell], steps: int | None = None) -> float:
@@ -271,10 +283,32 @@ class StudySetup:
 
 
 def quick_grid(grid: Sequence[float]) -> list[float]:
-    """At most three learning rates of ``grid`` for --quick: every other one of its top five
-    (1e-3, 1e-2, 1e-1 of the default's half-decades)."""
+    """At most three learning rates of ``grid`` for --quick: the grid points nearest (in log lr) to
+    its top, a decade and two decades below it, or to three points spread over a grid spanning less
+    (1e-3, 1e-2, 1e-1 of the default's half-decades, however dense the grid)."""
     grid = sorted(grid)
-    return grid if len(grid) <= 3 else grid[::-2][:3][::-1]
+    if len(grid) <= 3:
+        return grid
+    top, bottom = np.log10(grid[-1]), np.log10(grid[0])
+    logs = np.log10(grid)
+    targets = np.linspace(max(bottom, top - 2), top, 3)
+    chosen = sorted({int(np.argmin(np.abs(logs - target))) for target in targets})
+    return [grid[i] for i in chosen]
+
+
+def quick_notice(default_seeds: bool, lrs: Sequence[float] | None, grid_size: int) -> str:
+    """What --quick chose, and which of the user's flags it kept (``lrs`` None: the user's own grid)."""
+    used, kept = [], []
+    if default_seeds:
+        used.append(f"{DEFAULT_QUICK_SEEDS} seed (not {DEFAULT_SEEDS})")
+    else:
+        kept.append("--seeds")
+    if lrs is None:
+        kept.append("--lr-grid / --adapt-lr")
+    elif len(lrs) < grid_size:
+        used.append(f"learning rates {format_lr_grid(tuple(lrs))} ({len(lrs)} of the grid's {grid_size})")
+    used.append("fewer timing rounds where the study times")
+    return f"note: --quick uses {', '.join(used)}" + (f"; kept as given: {', '.join(kept)}" if kept else "")
 
 
 def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -112,3 +112,58 @@ def test_the_contract_check_fails_an_adapter_that_trains_the_bias_undeclared(tmp
     (tmp_path / "mine.py").write_text(source)
     assert check.main([str(tmp_path / "mine.py")]) == 1
     assert "FAIL  scaled: bias is the base's (layer 0: the adapter trains the bias" in capsys.readouterr().out
+
+
+# --- flags mean what they say (item 4) ----------------------------------------------------------
+
+def setup_of(*args: str):
+    from studies.common import StudySetup, study_parser
+    return StudySetup(study_parser("adaptability", "x"), [*args, "--out", "unused"])
+
+
+def test_quick_changes_defaults_only_and_says_what_it_used() -> None:
+    quick = setup_of("--quick")
+    assert len(quick.seeds) == 1 and quick.lrs == [1e-3, 1e-2, 1e-1]
+    assert quick._notices == ["note: --quick uses 1 seed (not 3), learning rates 0.001,0.01,0.1 (3 of the grid's 7), "
+                              "fewer timing rounds where the study times"]
+    mine = setup_of("--quick", "--seeds", "2", "--lr-grid", "1e-3,2e-3,5e-3,1e-2")
+    assert len(mine.seeds) == 2 and mine.lrs == [1e-3, 2e-3, 5e-3, 1e-2]
+    assert mine._notices[-1].endswith("; kept as given: --seeds, --lr-grid / --adapt-lr")
+    assert len(setup_of("--quick", "--adapt-lr", "0.02").lrs) == 1
+
+
+def test_quick_spreads_its_three_learning_rates_over_a_dense_grid() -> None:
+    from studies.common import quick_grid
+    from nfl.config import parse_lr_grid
+    assert quick_grid(parse_lr_grid("1e-4:1e-1:1000")) == [1e-3, 1e-2, 1e-1]
+    assert quick_grid(parse_lr_grid("1e-3:1e-2:9")) == [1e-3, 3.16e-3, 1e-2]
+
+
+def test_lo_hi_n_includes_both_ends_exactly_and_keeps_n_distinct_points() -> None:
+    from nfl.config import parse_lr_grid
+    grid = parse_lr_grid("1e-4:0.12345:5")
+    assert grid[0] == 1e-4 and grid[-1] == 0.12345 and len(grid) == 5
+    dense = parse_lr_grid("1e-3:1.01e-3:50")
+    assert len(set(dense)) == 50 and dense == tuple(sorted(dense))
+
+
+FLAGS = [
+    (["--lr-grid", "1e-3,,1e-2"], "--lr-grid: empty learning rate in '1e-3,,1e-2'"),
+    (["--lr-grid", "1e-3,1e-3"], "--lr-grid: learning rate 0.001 given twice in '1e-3,1e-3'"),
+    (["--lr-grid", "1e-3:"], "--lr-grid: takes lo:hi:n (three numbers, e.g. 1e-4:1e-1:7), got '1e-3:'"),
+    (["--lr-grid", "0:1:3"], "--lr-grid: lo:hi:n needs a learning rate lo > 0, got lo = 0"),
+    (["--lr-grid", "1e-1:1e-3:3"], "--lr-grid: lo:hi:n runs from the smaller to the larger, got 0.1:0.001"),
+    (["--lr-grid", "1e-3:1e-1:x"], "--lr-grid: n of lo:hi:n must be a whole number of points, got 'x'"),
+    (["--width", "1"], "--width: 1 is too narrow for pissa at its default rank 2"),
+]
+
+
+@pytest.mark.parametrize("args,message", FLAGS, ids=[" ".join(a) for a, _ in FLAGS])
+def test_a_bad_flag_is_one_line_in_the_users_words_blaming_that_flag(args, message, tmp_path: Path, capsys) -> None:
+    from studies import adaptability
+    with pytest.raises(SystemExit) as exit_:
+        adaptability.main([*args, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"nfl: error: {message}") and "parse_lr_grid" not in err, err
+    assert not (tmp_path / "out").exists()
