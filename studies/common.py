@@ -15,16 +15,20 @@ import torch
 import adapters
 from nfl import cli
 from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv, format_lr_grid
-from nfl.results import DirectoryLocked, ResultStore, StoreWriteError, environment, lock_directory
+from nfl.results import DirectoryLocked, ResultStore, StoreWriteError, environment, lock_directory, record_key
 from nfl.seeds import Run
 from nfl.stats import format_mean_ci
 from nfl.sweep import Backend, Cell, LocalBackend, SweepInterrupted, run_groups
 from nfl.tasks import TaskData, make_task_data
 from nfl.threads import default_threads
 from nfl.training import History, pretrain
+from studies.outputs import Outputs, show
 
 SWEEP_RANKS = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_SEEDS = 3
+# The exit status of a study that finished but where every cell of some method failed: its rows say
+# why (1 is a write error or a crash, 2 a rejected input, 130 / 143 an interrupt).
+EXIT_FAILED = 3
 DEFAULT_QUICK_SEEDS = 1
 
 
@@ -129,6 +133,8 @@ class StudySetup:
         self._pretrained: dict[int, tuple[TaskData, torch.nn.Module, History]] = {}
         self._out_ready = False
         self._step_s: float | None = None
+        self.cells_run: list[Cell] = []  # every cell asked of run_groups, and those that failed
+        self.failed: list[dict[str, Any]] = []
         sys.excepthook = cli.one_line_errors(self.saved)
 
     def plan(self, ranks: Sequence[int] | None) -> dict[str, list[int | None]]:
@@ -241,14 +247,47 @@ class StudySetup:
                 self.pretrained(seed)  # once per seed, here; the back end ships them with compute_group
         store = ResultStore(self.out / f"{study}.jsonl")
         try:
-            return run_groups(groups, compute_group, store, self.args.resume, desc=study, backend=self.backend,
-                              seconds_per_cell=self.cell_seconds(cells, steps))
+            records = run_groups(groups, compute_group, store, self.args.resume, desc=study, backend=self.backend,
+                                 seconds_per_cell=self.cell_seconds(cells, steps))
         except SweepInterrupted as stop:
             print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
             raise SystemExit(130) from None
         except StoreWriteError as error:
             print(f"nfl: error: {error}; {self.saved()}", file=sys.stderr)
             raise SystemExit(1) from None
+        wanted = {cell.key() for cell in cells}
+        self.cells_run += cells
+        self.failed += [r for r in failed_records(store.records()) if record_key(r) in wanted]
+        if not records:  # nothing to draw: say what failed and stop
+            self.finish()
+        return records
+
+    def show(self, made: Outputs, stores: Sequence[Path]) -> None:
+        """Print the study's tables, each with the methods that failed in this run and why, and where
+        its files are; then :meth:`finish`."""
+        tables, paths = made
+        show(({name: with_failures(text, self.failed) for name, text in tables.items()}, paths), stores)
+        self.finish()
+
+    def finish(self) -> None:
+        """End a study: one line counting its failed cells; exit :data:`EXIT_FAILED` when every cell
+        of some (study, method, rank) failed (the tables list each failed method with its reason)."""
+        if not self.failed:
+            return
+        failed = {record_key(r) for r in self.failed}
+        outcomes: dict[tuple[str, str, int | None], list[bool]] = {}
+        for cell in self.cells_run:
+            outcomes.setdefault((cell.study, cell.method, cell.rank), []).append(cell.key() in failed)
+        lost = [group for group, fails in outcomes.items() if all(fails)]
+        named = ", ".join(f"{study} {method}" + ("" if rank is None else f" r={rank}") for study, method, rank in lost)
+        print(
+            f"nfl: {len(self.failed)} of {len(self.cells_run)} cells failed"
+            + (f"; every cell failed for {named}" if lost else "")
+            + f" (reasons above; --resume computes them again: {self.command(resume=True)})",
+            file=sys.stderr,
+        )
+        if lost:
+            raise SystemExit(EXIT_FAILED)
 
     def prepare_out(self) -> None:
         """Before the first cell: create --out, prove it writable and lock it (exit 2 if not)."""
@@ -309,6 +348,57 @@ def quick_notice(default_seeds: bool, lrs: Sequence[float] | None, grid_size: in
         used.append(f"learning rates {format_lr_grid(tuple(lrs))} ({len(lrs)} of the grid's {grid_size})")
     used.append("fewer timing rounds where the study times")
     return f"note: --quick uses {', '.join(used)}" + (f"; kept as given: {', '.join(kept)}" if kept else "")
+
+
+def failed_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The failed records (``"failed": reason``) of cells with no finished record, the latest per cell."""
+    done = {record_key(r) for r in records if "failed" not in r}
+    latest = {record_key(r): r for r in records if "failed" in r and record_key(r) not in done}
+    return list(latest.values())
+
+
+def _label(method: str) -> str:
+    try:
+        return adapters.get(method).label
+    except ValueError:  # a method of an adapter file this process has not loaded
+        return method
+
+
+def with_failures(table: str, failed: Sequence[dict[str, Any]]) -> str:
+    """``table`` (of :func:`format_table`) with one row per failed (method, rank), marked FAILED in its
+    first column after method and rank, and below it one line per failure with its reason."""
+    if not failed:
+        return table
+    notes, columns, rows = parse_table(table) if table.strip() else ([], ["method", "rank", "result"], [])
+    by_group: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for record in failed:
+        by_group.setdefault((record["method"], record["rank"]), []).append(record)
+    mark = next((i for i, c in enumerate(columns) if i and c != "rank"), len(columns) - 1)
+    lines, extra = [], []
+    for number, ((method, rank), records) in enumerate(by_group.items(), start=1):
+        row = {columns[0]: _label(method), "rank": "-" if rank is None else str(rank)}
+        extra.append({**row, columns[mark]: f"FAILED [{number}]"})
+        cells = f"{len(records)} cell{'s' if len(records) > 1 else ''}"
+        lines.append(f"[{number}] {_label(method)}{'' if rank is None else f' r={rank}'}: {cells} failed: "
+                     f"{records[-1]['failed']}")
+    body = format_table([dict(zip(columns, row)) for row in rows] + extra, columns)
+    return "\n".join([*notes, body, *lines])
+
+
+def parse_table(text: str) -> tuple[list[str], list[str], list[list[str]]]:
+    """(notes above the table, its columns, its rows) from a table of :func:`format_table`, cut at
+    the column spans of its dashed rule."""
+    lines = text.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.strip() and set(line) <= {"-", " "})
+    spans, start = [], None
+    for i, char in enumerate(lines[rule] + " "):
+        if char == "-" and start is None:
+            start = i
+        elif char != "-" and start is not None:
+            spans.append((start, i))
+            start = None
+    cut = lambda line: [line[a:b].strip() for a, b in spans]  # noqa: E731
+    return lines[: rule - 1], cut(lines[rule - 1]), [cut(line) for line in lines[rule + 1 :] if line.strip()]
 
 
 def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

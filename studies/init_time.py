@@ -26,7 +26,7 @@ from nfl.rounds import NOISE_RULE, clock_label, format_ms, noisy_line, run_round
 from nfl.sweep import Cell, SweepInterrupted
 from nfl.timing import CLOCK_LABELS, BlockTimer, clock_for, prepared_init
 from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
-from studies.outputs import Outputs, Stores, config_of, show
+from studies.outputs import Outputs, Stores, config_of
 
 LOADED = 1.2  # wall / CPU time, or the median round over the fastest, above this (median over cells): busy
 # Many short rounds rather than few long ones: on a loaded machine a cell's time drifts over
@@ -211,7 +211,7 @@ def timing_main(argv: Sequence[str] | None, study: str, description: str, run: C
     parser = study_parser(study, description, ranks_help=",".join(map(str, SWEEP_RANKS)))
     add_rounds_argument(parser, None, f"default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick")
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
-    show(outputs({study: run(setup)}, setup.out), [setup.out / f"{study}.jsonl"])
+    setup.show(outputs({study: run(setup)}, setup.out), [setup.out / f"{study}.jsonl"])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

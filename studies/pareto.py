@@ -20,7 +20,7 @@ from nfl.rounds import noisy_line
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
-from studies.outputs import Outputs, Stores, config_of, seed_count, show
+from studies.outputs import Outputs, Stores, config_of, seed_count
 from studies.init_time import QUICK_ROUNDS, add_rounds_argument
 
 # The timing panels' rounds: those of train_time --quick, which held LoRA/PiSSA under load. With 11
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "init_time": init_time.run(setup, sweep),
         "train_time": train_time.run(setup, sweep),
     }
-    show(outputs(stores, setup.out), [setup.out / f"{name}.jsonl" for name in STORES])
+    setup.show(outputs(stores, setup.out), [setup.out / f"{name}.jsonl" for name in STORES])
 
 
 if __name__ == "__main__":

@@ -167,3 +167,40 @@ def test_a_bad_flag_is_one_line_in_the_users_words_blaming_that_flag(args, messa
     assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith(f"nfl: error: {message}") and "parse_lr_grid" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+# --- failures are visible (item 1) --------------------------------------------------------------
+
+def failing_adapter(tmp_path: Path) -> Path:
+    path = tmp_path / "boom.py"
+    path.write_text(adapter_file(name="boom").replace(
+        "        super().__init__(base)\n", "        super().__init__(base)\n        raise RuntimeError('boom in init')\n"))
+    return path
+
+
+@pytest.mark.slow
+def test_a_method_whose_cells_all_fail_is_in_the_table_and_report_and_the_run_exits_3(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [*TINY, "--methods", "lora,boom", "--adapter-module", str(failing_adapter(tmp_path)), "--out", str(out)]
+    done = run("-m", "studies.adaptability", *args)
+    assert done.returncode == 3, done.stderr
+    assert "Scaled     -  FAILED [1]" in done.stdout and "[1] Scaled: 3 cells failed: RuntimeError: boom in init" in done.stdout
+    assert "LoRA" in done.stdout
+    assert done.stderr.splitlines()[-1].startswith("nfl: 3 of 6 cells failed; every cell failed for adaptability boom")
+    report = run("-m", "studies.report", "--out", str(out))
+    assert report.returncode == 3 and "[1] boom: 3 cells failed: RuntimeError: boom in init" in report.stdout
+    assert report.stderr.splitlines()[-1] == "nfl: 3 cells failed; every cell failed for adaptability boom"
+    alone = run("-m", "studies.adaptability", *TINY, "--methods", "boom", "--adapter-module", str(tmp_path / "boom.py"),
+                "--out", str(tmp_path / "alone"))
+    assert alone.returncode == 3 and "Traceback" not in alone.stderr
+    assert alone.stderr.splitlines()[-1].startswith("nfl: 3 of 3 cells failed; every cell failed for adaptability boom")
+
+
+def test_failed_cells_become_rows_with_their_reason_below_any_table() -> None:
+    from studies.common import format_table, with_failures
+    table = "a note\n" + format_table([{"method": "LoRA", "rank": "2", "loss": "0.1"}], ["method", "rank", "loss"])
+    failed = [{"method": "lora", "rank": 4, "failed": "ValueError: x"}, {"method": "lora", "rank": 4, "failed": "ValueError: x"}]
+    lines = with_failures(table, failed).splitlines()
+    assert lines[0] == "a note" and lines[-2].split() == ["LoRA", "4", "FAILED", "[1]"]
+    assert lines[-1] == "[1] LoRA r=4: 2 cells failed: ValueError: x"
+    assert with_failures(table, []) == table
