@@ -2,7 +2,9 @@
 
 Each check builds a small float64 model of its own (two Linear layers with d != k, so that a
 transposition slip cannot hide) and returns a :class:`Verdict`. ``python -m adapters.check`` runs
-them on an external file; the test suite runs them on every registered method.
+them on an external file; the test suite runs them on every registered method. The bias belongs
+to the base layer: an adapter computes ``F.linear(x, W', b)`` with the base's ``b``, never trains
+or changes it (full fine-tuning, which wraps no layer, trains every bias).
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ def _inputs(rows: int, features: int, seed: int) -> torch.Tensor:
     return torch.randn(rows, features, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def gap(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b|, NaN when either holds a NaN or an infinity (so no tolerance can pass it)."""
+    difference = (a - b).abs()
+    return difference.max().item() if torch.isfinite(difference).all() else math.nan
+
+
+def within(value: float, tolerance: float) -> bool:
+    return math.isfinite(value) and value < tolerance
+
+
 def perturb_(module: nn.Module, seed: int = 1, scale: float = 0.5) -> None:
     """Move every trainable parameter off its initial value, so a zero-at-init update is non-zero."""
     g = torch.Generator().manual_seed(seed)
@@ -67,26 +79,65 @@ def identity_at_init(method: str) -> Verdict:
     x = _inputs(32, 16, 0)
     adapted = copy.deepcopy(model)
     attach(adapted, method, TARGETS, seed=3)
-    gap = (adapted(x) - model(x)).abs().max().item()
-    return Verdict("identity at init", gap < EXACT, f"max |adapted(x) - base(x)| = {gap:.2e}")
+    worst = gap(adapted(x), model(x))
+    return Verdict("identity at init", within(worst, EXACT), f"max |adapted(x) - base(x)| = {worst:.2e}")
 
 
 def forward_equals_merged_weight(method: str) -> Verdict:
     adapters = attach(small_model(), method, TARGETS, seed=5)
     if not adapters:
         return Verdict("forward equals merged weight", True, "no per-layer adapter")
-    worst, moved = 0.0, float("inf")
+    gaps, moves = [], []
     for adapter in adapters:
         perturb_(adapter)
         x = _inputs(20, adapter.in_features, 1)
         out = adapter(x)
-        worst = max(worst, (out - F.linear(x, adapter.merged_weight(), adapter.bias)).abs().max().item())
-        moved = min(moved, (out - adapter.base_forward(x)).abs().max().item())
-        delta = adapter.delta_weight() - (adapter.merged_weight() - adapter.base_weight)
-        worst = max(worst, delta.abs().max().item())
-    passed = worst < EXACT and moved > MOVED and torch.isfinite(out).all().item()
+        gaps.append(gap(out, F.linear(x, adapter.merged_weight(), adapter.bias)))
+        moves.append(gap(out, adapter.base_forward(x)))
+        gaps.append(gap(adapter.delta_weight(), adapter.merged_weight() - adapter.base_weight))
+    worst = math.nan if any(map(math.isnan, gaps)) else max(gaps)
+    moved = math.nan if any(map(math.isnan, moves)) else min(moves)
+    passed = within(worst, EXACT) and math.isfinite(moved) and moved > MOVED
     detail = f"max |forward - F.linear(x, W', b)| = {worst:.2e}; perturbed output moves by {moved:.2e}"
     return Verdict("forward equals merged weight", passed, detail)
+
+
+def finite_outputs(method: str) -> Verdict:
+    """Forward, merged weight, update and regulariser hold no NaN or infinity, at init and perturbed."""
+    model = small_model()
+    adapters = attach(model, method, TARGETS, seed=2)
+    x = _inputs(20, 16, 2)
+    bad = []
+    for when in ("at init", "perturbed"):
+        if when == "perturbed":
+            perturb_(model)
+        terms = {"forward": model(x)}
+        for i, adapter in enumerate(adapters):
+            terms[f"merged weight {i}"] = adapter.merged_weight()
+            terms[f"update {i}"] = adapter.delta_weight()
+            extra = adapter.regularization()
+            if extra is not None:
+                terms[f"regulariser {i}"] = extra
+        bad += [f"{name} {when}" for name, value in terms.items() if not torch.isfinite(value).all()]
+    detail = f"not finite: {', '.join(bad)}" if bad else "forward, merged weight, update and regulariser finite"
+    return Verdict("finite outputs", not bad, detail)
+
+
+def bias_is_the_base(method: str) -> Verdict:
+    """The bias belongs to the base layer: after training the adapter's bias is still the base's."""
+    model = small_model()
+    before = copy.deepcopy(model)
+    adapters = attach(model, method, TARGETS, seed=4)
+    if not adapters:
+        return Verdict("bias is the base's", True, "no per-layer adapter")
+    train_(model, adapters, _inputs(24, 16, 3), _inputs(24, 10, 4))
+    for name, adapter in zip(TARGETS, adapters):
+        base = before.get_submodule(name).bias
+        if isinstance(adapter.bias, nn.Parameter) or (adapter.bias is not None and adapter.bias.requires_grad):
+            return Verdict("bias is the base's", False, f"layer {name}: the adapter trains the bias; it belongs to the base")
+        if (base is None) != (adapter.bias is None) or (base is not None and not torch.equal(base, adapter.bias)):
+            return Verdict("bias is the base's", False, f"layer {name}: the adapter changed the base layer's bias")
+    return Verdict("bias is the base's", True, "unchanged and frozen after training")
 
 
 def only_its_parameters_move(method: str) -> Verdict:
@@ -175,7 +226,9 @@ def trains_in_both_engines(method: str) -> Verdict:
 
 CHECKS: tuple[Callable[[str], Verdict], ...] = (
     identity_at_init,
+    finite_outputs,
     forward_equals_merged_weight,
+    bias_is_the_base,
     only_its_parameters_move,
     count_equals_formula,
     seeded_determinism,

@@ -106,7 +106,7 @@ def _validate(spec: MethodSpec) -> None:
     if not _NAME.fullmatch(spec.name):
         raise fail("the name must be lower-case letters, digits and underscores")
     if spec.name in _REGISTRY:
-        raise fail("registered twice")
+        raise fail("a method of this name is registered already; choose another name")
     if not spec.label or not isinstance(spec.label, str):
         raise fail("needs a label")
     if not (isinstance(spec.hparams, type) and issubclass(spec.hparams, HParams)):
@@ -138,6 +138,8 @@ def _validate(spec: MethodSpec) -> None:
             raise fail("the adapter must subclass adapters.Adapter")
         if not spec.adapter.trainable_names:
             raise fail(f"{spec.adapter.__name__} declares no trainable_names")
+        if "bias" in spec.adapter.trainable_names:
+            raise fail("the bias belongs to the base layer (adapters/contract.py); drop 'bias' from trainable_names")
     try:
         count = spec.param_count([(64, 64)], spec.default_rank, spec.hparams())
     except Exception as error:  # a formula that cannot be called is a registration error

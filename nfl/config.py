@@ -114,23 +114,42 @@ class ModelConfig:
 
 
 def log_grid(lo: float, hi: float, n: int) -> tuple[float, ...]:
-    """``n`` log-spaced values from ``lo`` to ``hi`` inclusive (rounded to 3 significant digits)."""
-    _require(0 < lo <= hi and n >= 1 and (n == 1) == (lo == hi), f"a grid lo:hi:n needs 0 < lo < hi and n >= 2 (or lo == hi, n == 1), got {lo}:{hi}:{n}")
-    return tuple(float(f"{v:.3g}") for v in np.geomspace(lo, hi, n))
+    """``n`` log-spaced values from ``lo`` to ``hi``, both exactly; the points between rounded to 3
+    significant digits (more where 3 would make two points equal)."""
+    _require(math.isfinite(lo) and lo > 0, f"lo:hi:n needs a learning rate lo > 0, got lo = {lo:g}")
+    _require(math.isfinite(hi) and hi >= lo, f"lo:hi:n runs from the smaller to the larger, got {lo:g}:{hi:g}")
+    _require(n >= 1, f"lo:hi:n needs n >= 1 points, got n = {n}")
+    _require((n == 1) == (lo == hi), f"lo:hi:n with n = {n} needs {'lo == hi' if n == 1 else 'lo < hi'}, got {lo:g}:{hi:g}")
+    values = np.geomspace(lo, hi, n)
+    for digits in range(3, 18):
+        grid = (lo, *(float(f"{v:.{digits}g}") for v in values[1:-1]), hi)[:n]
+        if len(set(grid)) == n:
+            break
+    return grid
 
 
 def parse_lr_grid(text: str) -> tuple[float, ...]:
-    """``'1e-3,1e-2'`` (a comma list) or ``'1e-4:1e-1:7'`` (lo:hi:n, log-spaced)."""
+    """``'1e-3,1e-2'`` (a comma list) or ``'1e-4:1e-1:7'`` (lo:hi:n, log-spaced); a ValueError says what
+    is wrong in the flag's own terms (an empty or repeated item, a part that is not a number)."""
+    if ":" in text:
+        parts = [part.strip() for part in text.split(":")]
+        _require(len(parts) == 3 and all(parts), f"takes lo:hi:n (three numbers, e.g. 1e-4:1e-1:7), got {text!r}")
+        try:
+            lo, hi = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise ValueError(f"lo and hi of lo:hi:n must be numbers, got {text!r}") from None
+        _require(parts[2].isdigit(), f"n of lo:hi:n must be a whole number of points, got {parts[2]!r}")
+        return log_grid(lo, hi, int(parts[2]))
+    items = [item.strip() for item in text.split(",")]
+    _require(any(items), f"names no learning rate: {text!r}")
+    _require("" not in items, f"empty learning rate in {text!r}")
     try:
-        if ":" in text:
-            lo, hi, n = text.split(":")
-            return log_grid(float(lo), float(hi), int(n))
-        grid = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as error:
-        if "grid" in str(error):
-            raise
-        raise ValueError(f"--lr-grid takes a comma list or lo:hi:n, got {text!r}") from None
-    _require(bool(grid), f"--lr-grid names no learning rate: {text!r}")
+        grid = tuple(float(item) for item in items)
+    except ValueError:
+        raise ValueError(f"takes comma-separated learning rates or lo:hi:n, got {text!r}") from None
+    repeated = sorted({lr for i, lr in enumerate(grid) if lr in grid[:i]})
+    _require(not repeated, f"learning rate {', '.join(f'{lr:g}' for lr in repeated)} given twice in {text!r}")
+    _require(all(math.isfinite(lr) and lr > 0 for lr in grid), f"learning rates must be finite and > 0, got {text!r}")
     return grid
 
 
@@ -255,6 +274,21 @@ def _cli_fields() -> list[tuple[str | None, dataclasses.Field]]:
     return out
 
 
+def _said(convert: Any) -> Any:
+    """A flag's converter whose ValueError argparse prints as it is (not "invalid <function> value")."""
+    if convert is None or convert in (int, float):
+        return convert
+
+    def converted(text: str) -> Any:
+        try:
+            return convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    converted.__name__ = convert.__name__
+    return converted
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --preset and one flag per setting; unset flags keep the preset's value."""
     group = parser.add_argument_group("experiment settings (defaults: the chosen preset's)")
@@ -267,7 +301,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if f.type in ("bool", bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["type"] = f.metadata.get("type") or {"int": int, "float": float}.get(str(f.type), str)
+            kwargs["type"] = _said(f.metadata.get("type")) or {"int": int, "float": float}.get(str(f.type), str)
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
             else:

@@ -25,7 +25,7 @@ from nfl.sharpness import lambda_max
 from nfl.sweep import Cell
 from nfl.training import History, evaluate, initial_gradient_norms, prepare, train
 from studies.common import StudySetup, format_table, quality_cell, study_parser
-from studies.outputs import Outputs, Stores, config_of, seed_count, show
+from studies.outputs import Outputs, Stores, config_of, seed_count
 
 
 def _sharpness(setup: StudySetup, cell: Cell) -> float:
@@ -158,7 +158,7 @@ def outputs(stores: Stores, out: Path) -> Outputs:
 
 def main(argv: Sequence[str] | None = None) -> None:
     setup = StudySetup(study_parser("adaptability", __doc__.splitlines()[0]), argv)
-    show(outputs({"adaptability": run(setup)}, setup.out), [setup.out / "adaptability.jsonl"])
+    setup.show(outputs({"adaptability": run(setup)}, setup.out), [setup.out / "adaptability.jsonl"])
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from nfl.selection import at_tuned_lr, run_summary
 from nfl.sweep import Cell
 from nfl.training import adapt
 from studies.common import StudySetup, format_table, group_summaries, study_parser
-from studies.outputs import Outputs, Stores, config_of, seed_count, show
+from studies.outputs import Outputs, Stores, config_of, seed_count
 
 STORED_DIGITS = 3  # significant digits of the stored ΔW: a heatmap shows no more
 
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup = StudySetup(cli, argv)
     if setup.args.subspace_rank < 1:
         cli.error(f"--subspace-rank must be a positive integer, got {setup.args.subspace_rank}")
-    show(outputs({"anatomy": run(setup, setup.args.subspace_rank)}, setup.out), [setup.out / "anatomy.jsonl"])
+    setup.show(outputs({"anatomy": run(setup, setup.args.subspace_rank)}, setup.out), [setup.out / "anatomy.jsonl"])
 
 
 if __name__ == "__main__":

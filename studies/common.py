@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 import adapters
 from nfl import cli
-from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv
-from nfl.results import DirectoryLocked, ResultStore, StoreWriteError, environment, lock_directory
+from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv, format_lr_grid
+from nfl.results import DirectoryLocked, ResultStore, StoreWriteError, environment, lock_directory, record_key
 from nfl.seeds import Run
 from nfl.stats import format_mean_ci
 from nfl.sweep import Backend, Cell, LocalBackend, SweepInterrupted, run_groups
@@ -22,21 +23,29 @@ from nfl.tasks import TaskData, make_task_data
 from nfl.measure.prepared import step_seconds
 from nfl.measure.threads import default_threads
 from nfl.training import History, pretrain
+from studies.outputs import Outputs, show
 
 SWEEP_RANKS = (1, 2, 4, 8, 16, 32, 64)
+DEFAULT_SEEDS = 3
+# The exit status of a study that finished but where every cell of some method failed: its rows say
+# why (1 is a write error or a crash, 2 a rejected input, 130 / 143 an interrupt).
+EXIT_FAILED = 3
+DEFAULT_QUICK_SEEDS = 1
 
 
 def study_parser(name: str, description: str, ranks_help: str = "each method's default rank") -> argparse.ArgumentParser:
     """The flags of docs/design.md's conventions plus one flag per experiment setting."""
     parser = cli.Parser(prog=f"python -m studies.{name}", description=description)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: CUDA when available)")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...); default 3")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"number of seeds (seed, seed+1, ...); default {DEFAULT_SEEDS}, 1 with --quick")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one): " + ",".join(adapters.names()))
     parser.add_argument("--ranks", default=None, help=f"comma-separated ranks (default: {ranks_help})")
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
     parser.add_argument("--quick", action="store_true",
-                        help="one seed, at most three grid learning rates and (timing studies) "
-                             "21 timing rounds, not 31; same outputs")
+                        help="smaller defaults, same outputs: one seed, three learning rates of the grid and "
+                             "(timing studies) 21 timing rounds, not 31; a flag you give (--seeds, --lr-grid, "
+                             "--rounds) is kept")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: 1 below width 256, else 2; see nfl.measure.threads); recorded in every record's environment")
     parser.add_argument(
         "--engine", choices=("batched", "sequential"), default="batched",
@@ -88,10 +97,14 @@ class StudySetup:
         args = parser.parse_args(self.argv)
         try:
             self.config: ExperimentConfig = config_from_args(args)
-            self.seeds = cli.seeds("--seeds", self.config.seed, args.seeds)[: 1 if args.quick else None]
+            count = args.seeds if args.seeds is not None else DEFAULT_QUICK_SEEDS if args.quick else DEFAULT_SEEDS
+            self.seeds = cli.seeds("--seeds", self.config.seed, count)
             cli.threads("--threads", args.threads)
             for path in args.adapter_module:
-                adapters.load_module(path)
+                try:
+                    adapters.load_module(path)
+                except ValueError as error:
+                    raise ValueError(f"--adapter-module: {error}") from None
             self.methods = cli.methods("--methods", args.methods, adapters.names(), adapters.get)
             self.ranks = cli.ranks("--ranks", args.ranks) or (list(default_ranks) if default_ranks else None)
             self.device = resolve_device(args.device)
@@ -101,6 +114,7 @@ class StudySetup:
             if self.out.exists() and not self.out.is_dir():
                 raise ValueError(f"--out: {self.out} is a file, not a directory")
             self._strict = args.ranks is not None and len(self.ranks) == 1
+            self._methods_given = args.methods is not None
             cli.check_memory("--width", cli.run_memory(self.config), self.device)
             self.backend = make_backend(args.backend, args.ray_address)
         except ValueError as error:
@@ -113,10 +127,15 @@ class StudySetup:
         self.engine = args.engine
         self.quick = args.quick
         grid = self.config.train.adaptation_lrs
-        self.lrs = quick_grid(grid) if args.quick else list(grid)
+        chosen_grid = args.cfg_lr_grid is not None or args.cfg_adapt_lr is not None
+        self.lrs = quick_grid(grid) if args.quick and not chosen_grid else list(grid)
+        if args.quick:
+            self._notices.append(quick_notice(args.seeds is None, self.lrs if not chosen_grid else None, len(grid)))
         self._pretrained: dict[int, tuple[TaskData, torch.nn.Module, History]] = {}
         self._out_ready = False
         self._step_s: float | None = None
+        self.cells_run: list[Cell] = []  # every cell asked of run_groups, and those that failed
+        self.failed: list[dict[str, Any]] = []
         sys.excepthook = cli.one_line_errors(self.saved)
 
     def plan(self, ranks: Sequence[int] | None) -> dict[str, list[int | None]]:
@@ -144,7 +163,9 @@ class StudySetup:
                     plan[method].append(rank)
             if not plan[method]:
                 which = "any rank of --ranks" if ranks else f"its default rank {spec.default_rank}"
-                cli.fail(f"--methods: {method} cannot run at {which} with width {width} ({reason})")
+                if self._methods_given:
+                    cli.fail(f"--methods: {method} cannot run at {which} with width {width} ({reason})")
+                cli.fail(f"--width: {width} is too narrow for {method} at {which} ({reason}); widen it or leave {method} out with --methods")
         return plan
 
     def rerun_command(self, cell: Cell) -> str:
@@ -227,21 +248,52 @@ class StudySetup:
                 self.pretrained(seed)  # once per seed, here; the back end ships them with compute_group
         store = ResultStore(self.out / f"{study}.jsonl")
         try:
-            return run_groups(groups, compute_group, store, self.args.resume, desc=study, backend=self.backend,
-                              seconds_per_cell=self.cell_seconds(cells, steps))
+            records = run_groups(groups, compute_group, store, self.args.resume, desc=study, backend=self.backend,
+                                 seconds_per_cell=self.cell_seconds(cells, steps))
         except SweepInterrupted as stop:
             print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
             raise SystemExit(130) from None
         except StoreWriteError as error:
             print(f"nfl: error: {error}; {self.saved()}", file=sys.stderr)
             raise SystemExit(1) from None
+        wanted = {cell.key() for cell in cells}
+        self.cells_run += cells
+        self.failed += [r for r in failed_records(store.records()) if record_key(r) in wanted]
+        if not records:  # nothing to draw: say what failed and stop
+            self.finish()
+        return records
+
+    def show(self, made: Outputs, stores: Sequence[Path]) -> None:
+        """Print the study's tables, each with the methods that failed in this run and why, and where
+        its files are; then :meth:`finish`."""
+        tables, paths = made
+        show(({name: with_failures(text, self.failed) for name, text in tables.items()}, paths), stores)
+        self.finish()
+
+    def finish(self) -> None:
+        """End a study: one line counting its failed cells; exit :data:`EXIT_FAILED` when every cell
+        of some (study, method, rank) failed (the tables list each failed method with its reason)."""
+        if not self.failed:
+            return
+        failed = {record_key(r) for r in self.failed}
+        outcomes: dict[tuple[str, str, int | None], list[bool]] = {}
+        for cell in self.cells_run:
+            outcomes.setdefault((cell.study, cell.method, cell.rank), []).append(cell.key() in failed)
+        lost = [group for group, fails in outcomes.items() if all(fails)]
+        named = ", ".join(f"{study} {method}" + ("" if rank is None else f" r={rank}") for study, method, rank in lost)
+        print(
+            f"nfl: {len(self.failed)} of {len(self.cells_run)} cells failed"
+            + (f"; every cell failed for {named}" if lost else "")
+            + f" (reasons above; --resume computes them again: {self.command(resume=True)})",
+            file=sys.stderr,
+        )
+        if lost:
+            raise SystemExit(EXIT_FAILED)
 
     def prepare_out(self) -> None:
         """Before the first cell: create --out, prove it writable and lock it (exit 2 if not)."""
         if self._out_ready:
             return
-        for notice in dict.fromkeys(self._notices):
-            print(notice, file=sys.stderr)
         try:
             cli.writable_dir("--out", str(self.out))
             lock_directory(self.out)
@@ -249,6 +301,8 @@ class StudySetup:
             cli.fail(str(error))
         except DirectoryLocked as error:
             cli.fail(f"--out: {error}; wait for it to finish or choose another --out")
+        for notice in dict.fromkeys(self._notices):
+            print(notice, file=sys.stderr)
         self._out_ready = True
 
     def cell_seconds(self, cells: list[Cell], steps: int | None = None) -> float:
@@ -269,10 +323,83 @@ class StudySetup:
 
 
 def quick_grid(grid: Sequence[float]) -> list[float]:
-    """At most three learning rates of ``grid`` for --quick: every other one of its top five
-    (1e-3, 1e-2, 1e-1 of the default's half-decades)."""
+    """At most three learning rates of ``grid`` for --quick: the grid points nearest (in log lr) to
+    its top, a decade and two decades below it, or to three points spread over a grid spanning less
+    (1e-3, 1e-2, 1e-1 of the default's half-decades, however dense the grid)."""
     grid = sorted(grid)
-    return grid if len(grid) <= 3 else grid[::-2][:3][::-1]
+    if len(grid) <= 3:
+        return grid
+    top, bottom = np.log10(grid[-1]), np.log10(grid[0])
+    logs = np.log10(grid)
+    targets = np.linspace(max(bottom, top - 2), top, 3)
+    chosen = sorted({int(np.argmin(np.abs(logs - target))) for target in targets})
+    return [grid[i] for i in chosen]
+
+
+def quick_notice(default_seeds: bool, lrs: Sequence[float] | None, grid_size: int) -> str:
+    """What --quick chose, and which of the user's flags it kept (``lrs`` None: the user's own grid)."""
+    used, kept = [], []
+    if default_seeds:
+        used.append(f"{DEFAULT_QUICK_SEEDS} seed (not {DEFAULT_SEEDS})")
+    else:
+        kept.append("--seeds")
+    if lrs is None:
+        kept.append("--lr-grid / --adapt-lr")
+    elif len(lrs) < grid_size:
+        used.append(f"learning rates {format_lr_grid(tuple(lrs))} ({len(lrs)} of the grid's {grid_size})")
+    used.append("fewer timing rounds where the study times")
+    return f"note: --quick uses {', '.join(used)}" + (f"; kept as given: {', '.join(kept)}" if kept else "")
+
+
+def failed_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The failed records (``"failed": reason``) of cells with no finished record, the latest per cell."""
+    done = {record_key(r) for r in records if "failed" not in r}
+    latest = {record_key(r): r for r in records if "failed" in r and record_key(r) not in done}
+    return list(latest.values())
+
+
+def _label(method: str) -> str:
+    try:
+        return adapters.get(method).label
+    except ValueError:  # a method of an adapter file this process has not loaded
+        return method
+
+
+def with_failures(table: str, failed: Sequence[dict[str, Any]]) -> str:
+    """``table`` (of :func:`format_table`) with one row per failed (method, rank), marked FAILED in its
+    first column after method and rank, and below it one line per failure with its reason."""
+    if not failed:
+        return table
+    notes, columns, rows = parse_table(table) if table.strip() else ([], ["method", "rank", "result"], [])
+    by_group: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for record in failed:
+        by_group.setdefault((record["method"], record["rank"]), []).append(record)
+    mark = next((i for i, c in enumerate(columns) if i and c != "rank"), len(columns) - 1)
+    lines, extra = [], []
+    for number, ((method, rank), records) in enumerate(by_group.items(), start=1):
+        row = {columns[0]: _label(method), "rank": "-" if rank is None else str(rank)}
+        extra.append({**row, columns[mark]: f"FAILED [{number}]"})
+        cells = f"{len(records)} cell{'s' if len(records) > 1 else ''}"
+        lines.append(f"[{number}] {_label(method)}{'' if rank is None else f' r={rank}'}: {cells} failed: "
+                     f"{records[-1]['failed']}")
+    body = format_table([dict(zip(columns, row)) for row in rows] + extra, columns)
+    return "\n".join([*notes, body, *lines])
+
+
+def parse_table(text: str) -> tuple[list[str], list[str], list[list[str]]]:
+    """(notes above the table, its columns, its rows) from a table of :func:`format_table`, cut at
+    the column spans of its dashed rule."""
+    lines = text.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.strip() and set(line) <= {"-", " "})
+    spans, start = [], None
+    for i, char in enumerate(lines[rule] + " "):
+        if char == "-" and start is None:
+            start = i
+        elif char != "-" and start is not None:
+            spans.append((start, i))
+            start = None
+    cut = lambda line: [line[a:b].strip() for a, b in spans]  # noqa: E731
+    return lines[: rule - 1], cut(lines[rule - 1]), [cut(line) for line in lines[rule + 1 :] if line.strip()]
 
 
 def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

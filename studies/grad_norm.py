@@ -16,7 +16,7 @@ from nfl.params import count_trainable
 from nfl.sweep import Cell
 from nfl.training import initial_gradient_norms, prepare
 from studies.common import SWEEP_RANKS, StudySetup, format_table, group_summaries, quality_cell, study_parser
-from studies.outputs import Outputs, Stores, config_of, show
+from studies.outputs import Outputs, Stores, config_of
 
 
 def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def outputs(stores: Stores, out: Path) -> Outputs:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("grad_norm", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
-    show(outputs({"grad_norm": run(setup)}, setup.out), [setup.out / "grad_norm.jsonl"])
+    setup.show(outputs({"grad_norm": run(setup)}, setup.out), [setup.out / "grad_norm.jsonl"])
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from nfl.measure.runner import add_rounds_argument, checks, run_timed, threads
 from nfl.model import target_layer_names
 from nfl.sweep import Cell
 from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
-from studies.outputs import Outputs, Stores, config_of, show
+from studies.outputs import Outputs, Stores, config_of
 
 
 def prepare(setup: StudySetup, cell: Cell) -> tuple[Callable[[], Any], dict]:
@@ -81,7 +81,7 @@ def timing_main(argv: Sequence[str] | None, study: str, description: str, run: C
     parser = study_parser(study, description, ranks_help=",".join(map(str, SWEEP_RANKS)))
     add_rounds_argument(parser, None, f"default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick")
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
-    show(outputs({study: run(setup)}, setup.out), [setup.out / f"{study}.jsonl"])
+    setup.show(outputs({study: run(setup)}, setup.out), [setup.out / f"{study}.jsonl"])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

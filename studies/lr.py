@@ -18,7 +18,7 @@ import adapters
 from nfl.selection import tune
 from studies import adaptability
 from studies.common import StudySetup, format_table, quality_cell, study_parser
-from studies.outputs import Outputs, Stores, config_of, seed_count, show
+from studies.outputs import Outputs, Stores, config_of, seed_count
 
 PAPER_LR = 1e-3
 
@@ -90,7 +90,7 @@ def outputs(stores: Stores, out: Path) -> Outputs:
 
 def main(argv: Sequence[str] | None = None) -> None:
     setup = StudySetup(study_parser("lr", __doc__.splitlines()[0]), argv)
-    show(outputs({"adaptability": adaptability.run(setup)}, setup.out), [setup.out / "adaptability.jsonl"])
+    setup.show(outputs({"adaptability": adaptability.run(setup)}, setup.out), [setup.out / "adaptability.jsonl"])
 
 
 if __name__ == "__main__":

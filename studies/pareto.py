@@ -22,7 +22,7 @@ from nfl.measure.rounds import noisy_line
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
-from studies.outputs import Outputs, Stores, config_of, seed_count, show
+from studies.outputs import Outputs, Stores, config_of, seed_count
 
 # The timing panels' rounds: those of train_time --quick, which held LoRA/PiSSA under load. With 11
 # rounds a busy host left one cell without a quiet round in a default run (LoRA/PiSSA r=2: 1.375).
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "init_time": init_time.run(setup, sweep),
         "train_time": train_time.run(setup, sweep),
     }
-    show(outputs(stores, setup.out), [setup.out / f"{name}.jsonl" for name in STORES])
+    setup.show(outputs(stores, setup.out), [setup.out / f"{name}.jsonl" for name in STORES])
 
 
 if __name__ == "__main__":

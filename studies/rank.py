@@ -19,7 +19,7 @@ from nfl.sweep import Cell
 from studies import adaptability
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
-from studies.outputs import Outputs, Stores, config_of, show
+from studies.outputs import Outputs, Stores, config_of
 
 
 def compute_group(setup: StudySetup, cells: list[Cell]) -> list[dict[str, Any]]:
@@ -70,7 +70,7 @@ def outputs(stores: Stores, out: Path) -> Outputs:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("rank", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
-    show(outputs({"rank": run(setup)}, setup.out), [setup.out / "rank.jsonl"])
+    setup.show(outputs({"rank": run(setup)}, setup.out), [setup.out / "rank.jsonl"])
 
 
 if __name__ == "__main__":

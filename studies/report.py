@@ -18,6 +18,7 @@ from nfl import cli
 from nfl.results import ResultStore
 from nfl.measure.rounds import aggregate_stored
 from studies import adaptability, anatomy, grad_norm, init_time, lr, pareto, rank, train_time
+from studies.common import EXIT_FAILED, failed_records, parse_table, with_failures
 from studies.outputs import Outputs, Stores
 
 # The studies whose stores report draws, each through its own ``outputs`` (what its main() draws).
@@ -39,6 +40,18 @@ def load(out: Path) -> Stores:
         if len(kept) < len(records):
             print(f"note: {path}: {len(records) - len(kept)} record(s) of other settings left out", file=sys.stderr)
         found[study] = aggregate_stored(kept) if study in ("init_time", "train_time") else kept
+    return found
+
+
+def load_failed(out: Path) -> Stores:
+    """store -> the failed records of its cells that never finished (the latest per cell)."""
+    found: Stores = {}
+    for study in STORES:
+        path = out / f"{study}.jsonl"
+        lines = ResultStore(path).lines() if path.exists() else []  # load() warns of damaged lines once
+        records = failed_records([line.record for line in lines if line.record is not None])
+        if records:
+            found[study] = records
     return found
 
 
@@ -67,22 +80,6 @@ def outputs(found: Stores, out: Path) -> Outputs:
             tables.update(made)
             paths += drawn
     return tables, paths
-
-
-def parse_table(text: str) -> tuple[list[str], list[str], list[list[str]]]:
-    """(notes above the table, its columns, its rows) from a table of ``studies.common.format_table``,
-    cut at the column spans of its dashed rule."""
-    lines = text.splitlines()
-    rule = next(i for i, line in enumerate(lines) if line.strip() and set(line) <= {"-", " "})
-    spans, start = [], None
-    for i, char in enumerate(lines[rule] + " "):
-        if char == "-" and start is None:
-            start = i
-        elif char != "-" and start is not None:
-            spans.append((start, i))
-            start = None
-    cut = lambda line: [line[a:b].strip() for a, b in spans]  # noqa: E731
-    return lines[: rule - 1], cut(lines[rule - 1]), [cut(line) for line in lines[rule + 1 :] if line.strip()]
 
 
 def markdown(tables: dict[str, str]) -> str:
@@ -118,17 +115,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = Path(args.out)
     if not out.is_dir():
         cli.fail(f"--out: {out} is not a directory")
-    found = load(out)
-    if not found:
+    found, failed = load(out), load_failed(out)
+    if not found and not failed:
         cli.fail(f"--out: no study records in {out} (looked for {', '.join(s + '.jsonl' for s in STORES)})")
     tables, paths = outputs(found, out)
+    tables.update({store: "" for store in failed if not any(store in _stores(name) for name in tables)})
+    tables = {name: with_failures(text, [r for s in _stores(name) for r in failed.get(s, [])])
+              for name, text in tables.items()}
     for name, text in tables.items():
         print(f"== {name} ==\n{text}\n")
     if args.format != "text":
         target = out / ("summary.csv" if args.format == "csv" else "summary.md")
         target.write_text(comma_separated(tables) if args.format == "csv" else markdown(tables))
         print(f"summary: {target}")
-    print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
+    if paths:
+        print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")
+    groups = lambda stores: {(r["study"], r["method"], r["rank"]) for rs in stores.values() for r in rs}  # noqa: E731
+    lost = groups(failed) - groups(found)
+    if failed:
+        named = ", ".join(f"{s} {m}" + ("" if k is None else f" r={k}") for s, m, k in sorted(lost, key=str))
+        count = sum(map(len, failed.values()))
+        print(f"nfl: {count} cells failed" + (f"; every cell failed for {named}" if lost else ""), file=sys.stderr)
+    if lost:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _stores(table: str) -> tuple[str, ...]:
+    """The stores a table of this name shows: its study's, or the store of that name."""
+    return STUDIES[table].STORES if table in STUDIES else (table,)
 
 
 if __name__ == "__main__":

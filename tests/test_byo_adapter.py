@@ -34,7 +34,7 @@ def registry_restored():
 def test_the_example_adapter_passes_the_contract_check(registry_restored, capsys) -> None:
     assert check.main([str(EXAMPLE)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("PASS", "FAIL"))]
-    assert len(lines) == len(check.CHECKS) == 7 and all(line.startswith("PASS  ia3:") for line in lines)
+    assert len(lines) == len(check.CHECKS) == 9 and all(line.startswith("PASS  ia3:") for line in lines)
 
 
 def test_a_wrong_merged_weight_fails_the_check_naming_the_property(tmp_path: Path, registry_restored, capsys) -> None:

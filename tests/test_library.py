@@ -159,7 +159,7 @@ def _spec(**change) -> MethodSpec:
 @pytest.mark.parametrize(
     "change,message",
     [
-        ({"name": "lora"}, "method 'lora': registered twice"),
+        ({"name": "lora"}, "method 'lora': a method of this name is registered already"),
         ({"name": "Bad-Name"}, "lower-case letters"),
         ({"color": "blue"}, "color must be '#rrggbb'"),
         ({"marker": "?"}, "marker must be one of"),

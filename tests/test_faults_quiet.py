@@ -1,0 +1,206 @@
+"""Nothing fails quietly: each fault a new user or a hostile tester met gives one clear line and the
+right exit status, or a correct result (the process's behaviour is tested in a subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters import check, plugins
+from adapters.registry import _REGISTRY
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--width", "8", "--pretrain-epochs", "5", "--adapt-epochs", "3", "--quick"]
+
+ADAPTER = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+import adapters
+
+
+@adapters.register("{name}", label="Scaled", hparams=adapters.HParams, default_rank=None,
+                   param_count=lambda shapes, rank, hp: sum(k for d, k in shapes), color="#123456", marker="p")
+class Scaled(adapters.Adapter):
+    trainable_names = ("scale",)
+
+    def __init__(self, base, rank, hp, *, streams, shared=None):
+        super().__init__(base)
+        self.scale = nn.Parameter(torch.ones(self.in_features, **adapters.like(base)))
+
+    def forward(self, x):
+        return {forward}
+
+    def merged_weight(self):
+        return self.base_weight * self.scale
+'''
+GOOD_FORWARD = "F.linear(x * self.scale, self.base_weight, self.bias)"
+
+
+def adapter_file(name: str = "scaled", forward: str = GOOD_FORWARD, extra: str = "") -> str:
+    return ADAPTER.format(name=name, forward=forward) + extra
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def registry_restored():
+    registered, loaded = dict(_REGISTRY), dict(plugins._loaded)
+    yield
+    _REGISTRY.clear(), _REGISTRY.update(registered)
+    plugins._loaded.clear(), plugins._loaded.update(loaded)
+
+
+# --- plugin files (issue 21, item 5) -------------------------------------------------------------
+
+BAD_FILES = {
+    "syntax error": ("import adapters\ndef broken(:\n    pass\n", "line 2: syntax error"),
+    "import error": ("import adapters\nimport no_such_package_nfl\n", "line 2: ModuleNotFoundError: No module named"),
+    "registers nothing": ("x = 1\n", "registers no method"),
+    "sys.exit(0)": ("import sys\nsys.exit(0)\n", "calls sys.exit(0) on import"),
+    "name clash": (adapter_file(name="lora"), "method 'lora': a method of this name is registered already"),
+    "trains the bias": (
+        adapter_file().replace('trainable_names = ("scale",)', 'trainable_names = ("scale", "bias")'),
+        "the bias belongs to the base layer",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_a_bad_adapter_file_is_one_line_naming_it_exit_2_before_any_work(case: str, tmp_path: Path) -> None:
+    source, message = BAD_FILES[case]
+    path = tmp_path / "mine.py"
+    path.write_text(source)
+    done = run("-m", "studies.adaptability", *TINY, "--adapter-module", str(path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"nfl: error: --adapter-module: {path}") and message in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_the_contract_check_names_a_bad_file_in_one_line(case: str, tmp_path: Path, registry_restored, capsys) -> None:
+    source, message = BAD_FILES[case]
+    (tmp_path / "mine.py").write_text(source)
+    assert check.main([str(tmp_path / "mine.py")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and str(tmp_path / "mine.py") in err and message in err, err
+    assert "scaled" not in _REGISTRY  # a failed file leaves nothing registered
+
+
+@pytest.mark.parametrize("forward", ["F.linear(x, self.base_weight, self.bias) * float('nan')",
+                                     "F.linear(x * self.scale, self.base_weight, self.bias) / 0.0"])
+def test_the_contract_check_fails_a_forward_that_is_not_finite(forward: str, tmp_path: Path, registry_restored, capsys) -> None:
+    (tmp_path / "mine.py").write_text(adapter_file(forward=forward))
+    assert check.main([str(tmp_path / "mine.py")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  scaled: finite outputs (not finite: forward at init" in out
+    assert "FAIL  scaled: forward equals merged weight" in out and "PASS  scaled: forward" not in out
+
+
+def test_the_contract_check_fails_an_adapter_that_trains_the_bias_undeclared(tmp_path: Path, registry_restored, capsys) -> None:
+    source = adapter_file().replace(
+        "        super().__init__(base)\n",
+        "        super().__init__(base)\n        del self.bias\n        self.bias = nn.Parameter(base.bias.detach().clone())\n",
+    )
+    (tmp_path / "mine.py").write_text(source)
+    assert check.main([str(tmp_path / "mine.py")]) == 1
+    assert "FAIL  scaled: bias is the base's (layer 0: the adapter trains the bias" in capsys.readouterr().out
+
+
+# --- flags mean what they say (item 4) ----------------------------------------------------------
+
+def setup_of(*args: str):
+    from studies.common import StudySetup, study_parser
+    return StudySetup(study_parser("adaptability", "x"), [*args, "--out", "unused"])
+
+
+def test_quick_changes_defaults_only_and_says_what_it_used() -> None:
+    quick = setup_of("--quick")
+    assert len(quick.seeds) == 1 and quick.lrs == [1e-3, 1e-2, 1e-1]
+    assert quick._notices == ["note: --quick uses 1 seed (not 3), learning rates 0.001,0.01,0.1 (3 of the grid's 7), "
+                              "fewer timing rounds where the study times"]
+    mine = setup_of("--quick", "--seeds", "2", "--lr-grid", "1e-3,2e-3,5e-3,1e-2")
+    assert len(mine.seeds) == 2 and mine.lrs == [1e-3, 2e-3, 5e-3, 1e-2]
+    assert mine._notices[-1].endswith("; kept as given: --seeds, --lr-grid / --adapt-lr")
+    assert len(setup_of("--quick", "--adapt-lr", "0.02").lrs) == 1
+
+
+def test_quick_spreads_its_three_learning_rates_over_a_dense_grid() -> None:
+    from studies.common import quick_grid
+    from nfl.config import parse_lr_grid
+    assert quick_grid(parse_lr_grid("1e-4:1e-1:1000")) == [1e-3, 1e-2, 1e-1]
+    assert quick_grid(parse_lr_grid("1e-3:1e-2:9")) == [1e-3, 3.16e-3, 1e-2]
+
+
+def test_lo_hi_n_includes_both_ends_exactly_and_keeps_n_distinct_points() -> None:
+    from nfl.config import parse_lr_grid
+    grid = parse_lr_grid("1e-4:0.12345:5")
+    assert grid[0] == 1e-4 and grid[-1] == 0.12345 and len(grid) == 5
+    dense = parse_lr_grid("1e-3:1.01e-3:50")
+    assert len(set(dense)) == 50 and dense == tuple(sorted(dense))
+
+
+FLAGS = [
+    (["--lr-grid", "1e-3,,1e-2"], "--lr-grid: empty learning rate in '1e-3,,1e-2'"),
+    (["--lr-grid", "1e-3,1e-3"], "--lr-grid: learning rate 0.001 given twice in '1e-3,1e-3'"),
+    (["--lr-grid", "1e-3:"], "--lr-grid: takes lo:hi:n (three numbers, e.g. 1e-4:1e-1:7), got '1e-3:'"),
+    (["--lr-grid", "0:1:3"], "--lr-grid: lo:hi:n needs a learning rate lo > 0, got lo = 0"),
+    (["--lr-grid", "1e-1:1e-3:3"], "--lr-grid: lo:hi:n runs from the smaller to the larger, got 0.1:0.001"),
+    (["--lr-grid", "1e-3:1e-1:x"], "--lr-grid: n of lo:hi:n must be a whole number of points, got 'x'"),
+    (["--width", "1"], "--width: 1 is too narrow for pissa at its default rank 2"),
+]
+
+
+@pytest.mark.parametrize("args,message", FLAGS, ids=[" ".join(a) for a, _ in FLAGS])
+def test_a_bad_flag_is_one_line_in_the_users_words_blaming_that_flag(args, message, tmp_path: Path, capsys) -> None:
+    from studies import adaptability
+    with pytest.raises(SystemExit) as exit_:
+        adaptability.main([*args, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"nfl: error: {message}") and "parse_lr_grid" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+# --- failures are visible (item 1) --------------------------------------------------------------
+
+def failing_adapter(tmp_path: Path) -> Path:
+    path = tmp_path / "boom.py"
+    path.write_text(adapter_file(name="boom").replace(
+        "        super().__init__(base)\n", "        super().__init__(base)\n        raise RuntimeError('boom in init')\n"))
+    return path
+
+
+@pytest.mark.slow
+def test_a_method_whose_cells_all_fail_is_in_the_table_and_report_and_the_run_exits_3(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [*TINY, "--methods", "lora,boom", "--adapter-module", str(failing_adapter(tmp_path)), "--out", str(out)]
+    done = run("-m", "studies.adaptability", *args)
+    assert done.returncode == 3, done.stderr
+    assert "Scaled     -  FAILED [1]" in done.stdout and "[1] Scaled: 3 cells failed: RuntimeError: boom in init" in done.stdout
+    assert "LoRA" in done.stdout
+    assert done.stderr.splitlines()[-1].startswith("nfl: 3 of 6 cells failed; every cell failed for adaptability boom")
+    report = run("-m", "studies.report", "--out", str(out))
+    assert report.returncode == 3 and "[1] boom: 3 cells failed: RuntimeError: boom in init" in report.stdout
+    assert report.stderr.splitlines()[-1] == "nfl: 3 cells failed; every cell failed for adaptability boom"
+    alone = run("-m", "studies.adaptability", *TINY, "--methods", "boom", "--adapter-module", str(tmp_path / "boom.py"),
+                "--out", str(tmp_path / "alone"))
+    assert alone.returncode == 3 and "Traceback" not in alone.stderr
+    assert alone.stderr.splitlines()[-1].startswith("nfl: 3 of 3 cells failed; every cell failed for adaptability boom")
+
+
+def test_failed_cells_become_rows_with_their_reason_below_any_table() -> None:
+    from studies.common import format_table, with_failures
+    table = "a note\n" + format_table([{"method": "LoRA", "rank": "2", "loss": "0.1"}], ["method", "rank", "loss"])
+    failed = [{"method": "lora", "rank": 4, "failed": "ValueError: x"}, {"method": "lora", "rank": 4, "failed": "ValueError: x"}]
+    lines = with_failures(table, failed).splitlines()
+    assert lines[0] == "a note" and lines[-2].split() == ["LoRA", "4", "FAILED", "[1]"]
+    assert lines[-1] == "[1] LoRA r=4: 2 cells failed: ValueError: x"
+    assert with_failures(table, []) == table
