@@ -138,3 +138,26 @@ def sign_flip_interval(
         return float(outer)
 
     return end(float(d.min()) - 1e-12 * (1 + abs(d.min()))), end(float(d.max()) + 1e-12 * (1 + abs(d.max())))
+
+
+def kendall_tau_interval(
+    a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Kendall's tau between two rankings of the same methods, each by its mean over seeds (``a``:
+    methods x seeds on one testbed, ``b``: methods x seeds on another), with a percentile interval
+    from resampling each one's seeds independently (two testbeds' seeds are not paired):
+    (tau, low, high). A resample whose means tie throughout has no tau and is left out."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape[0] != b.shape[0] or a.shape[0] < 2:
+        raise ValueError(f"Kendall's tau needs the same >= 2 methods on both sides, got {a.shape[0]} and {b.shape[0]}")
+    tau = float(stats.kendalltau(a.mean(axis=1), b.mean(axis=1)).statistic)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        mean_a = a[:, rng.integers(0, a.shape[1], a.shape[1])].mean(axis=1)
+        mean_b = b[:, rng.integers(0, b.shape[1], b.shape[1])].mean(axis=1)
+        draws.append(stats.kendalltau(mean_a, mean_b).statistic)
+    low, high = np.nanquantile(np.array(draws, dtype=float), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return tau, float(low), float(high)

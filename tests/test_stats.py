@@ -52,3 +52,18 @@ def test_a_geometric_mean_and_its_times_divide_interval() -> None:
     assert g.mean == pytest.approx(0.02) and g.low == pytest.approx(g.mean / g.factor) and g.high > 0.04
     assert g.low > 0  # never below zero, unlike mean - half on a wide arithmetic interval
     assert geometric_ci([0.5]).factor == 1.0
+
+
+def test_kendall_tau_of_one_ranking_against_itself_is_1_and_against_its_reverse_minus_1() -> None:
+    from nfl.stats import kendall_tau_interval
+
+    rng = np.random.default_rng(0)
+    means = np.arange(6)[:, None] * 1.0  # six methods, well separated against a seed noise of 0.05
+    same = kendall_tau_interval(means + rng.normal(0, 0.05, (6, 10)), means + rng.normal(0, 0.05, (6, 8)),
+                                resamples=300)
+    assert same == pytest.approx((1.0, 1.0, 1.0))
+    reverse = kendall_tau_interval(means + rng.normal(0, 0.05, (6, 10)), -means + rng.normal(0, 0.05, (6, 8)),
+                                   resamples=300)
+    assert reverse == pytest.approx((-1.0, -1.0, -1.0))
+    noisy = kendall_tau_interval(rng.normal(0, 1, (6, 5)), rng.normal(0, 1, (6, 5)), resamples=300)
+    assert noisy[1] < noisy[0] < noisy[2] and noisy[1] < 0 < noisy[2]  # unrelated rankings: an interval about 0
