@@ -1,7 +1,8 @@
 """The no-free-lunch figure: per shift family, each method's test loss at its tuned learning rate.
 
 One panel per shift family, the methods in the same order and colours in every panel, so a reader
-sees at a glance whether the ranking changes with the shift. Mean over seeds with a 95% CI.
+sees at a glance whether the ranking changes with the shift. Geometric mean over seeds with its ×/÷
+95% interval (the claims' own log scale).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def no_free_lunch_figure(by_shift: dict[str, list[dict[str, Any]]], title: str) 
         ax.set_xticks(range(len(shown)), [method_style(m)["label"] for m in shown], rotation=60, ha="right")
         ax.set_yscale("log")
         ax.set_title(shift.replace("_", "-"))
-    axes[0][0].set_ylabel("test loss at tuned lr (mean, 95% CI)")
+    axes[0][0].set_ylabel("test loss at tuned lr\n(geometric mean ×/÷ 95% CI over seeds)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

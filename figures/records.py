@@ -1,4 +1,10 @@
-"""Grouping result records for plotting: per (method, rank), mean and 95% CI over seeds."""
+"""Grouping result records for plotting: per (method, rank), a summary over seeds with its 95% interval.
+
+Positive values (losses, gradient norms, ratios) are log-normal-ish over seeds: their summary is the
+geometric mean with a ×/÷ 95% interval (the t-interval of the logs), which never reaches below zero,
+so a log axis draws it whole. Values that can be zero or negative keep the arithmetic mean ± t-interval;
+where such an interval reaches below zero a log axis cannot draw it, and :func:`clipped_note` says so.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +13,22 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from nfl.stats import mean_ci
+from nfl.stats import geometric_ci, mean_ci
 
 
 @dataclass(frozen=True)
 class Point:
-    """One (method, rank) of a study: a value's mean over seeds and its 95% CI half-width."""
+    """One (method, rank) of a study: a value's summary over seeds (the geometric mean where every
+    value is positive, else the mean) and its 95% interval [low, high] (the point itself for one seed)."""
 
     method: str
     rank: int | None
     params: int
     mean: float
-    half: float
+    low: float
+    high: float
     n: int
+    geometric: bool
 
 
 def diverged(record: dict[str, Any]) -> bool:
@@ -28,7 +37,8 @@ def diverged(record: dict[str, Any]) -> bool:
 
 def diverged_note(records: Iterable[dict[str, Any]]) -> str | None:
     """A line naming the runs left out of a figure because they diverged, or None."""
-    gone = [f"{r['method']} r={r['rank']} seed {r['seed']} (step {r['summary']['diverged_at']})" for r in records if diverged(r)]
+    gone = [f"{r['method']} r={r['rank']} seed {r['seed']} (step {r['summary']['diverged_at']})"
+            for r in records if diverged(r)]
     return f"left out, diverged (loss not finite): {', '.join(gone)}" if gone else None
 
 
@@ -40,18 +50,32 @@ def aggregate(records: Iterable[dict[str, Any]], value: Callable[[dict[str, Any]
         groups.setdefault((record["method"], record["rank"]), []).append(record)
     points = []
     for (method, rank), group in groups.items():
-        mean, half = mean_ci([value(r) for r in group])
-        points.append(Point(method, rank, group[0]["summary"]["trainable_params"], float(mean), float(half), len(group)))
+        params = group[0]["summary"]["trainable_params"]
+        points.append(summarise(method, rank, params, [value(r) for r in group]))
     return points
 
 
+def summarise(method: str, rank: int | None, params: int, values: list[float]) -> Point:
+    """A :class:`Point` of ``values``: geometric with ×/÷ interval if all are positive, else arithmetic."""
+    if all(v > 0 for v in values):
+        g = geometric_ci(values)
+        return Point(method, rank, params, g.mean, g.low, g.high, g.n, True)
+    mean, half = mean_ci(values)
+    return Point(method, rank, params, float(mean), float(mean - half), float(mean + half), len(values), False)
+
+
 def error_bars(points: Iterable[Point]) -> np.ndarray:
-    """(2, N) lower/upper error-bar lengths: the CI half-width, none for a single seed, and the
-    lower bar kept above zero so that log axes can draw it (a CI wider than its mean)."""
+    """(2, N) lower/upper error-bar lengths from each point to its interval's ends, uncut (a lower
+    end at or below zero is where a log axis stops drawing: see :func:`clipped_note`)."""
     points = list(points)
-    half = np.array([p.half if p.n > 1 else 0.0 for p in points])
-    mean = np.array([p.mean for p in points])
-    return np.vstack([np.where(mean > 0, np.minimum(half, 0.9 * mean), half), half])
+    return np.array([[p.mean - p.low for p in points], [p.high - p.mean for p in points]]).reshape(2, len(points))
+
+
+def clipped_note(points: Iterable[Point]) -> str | None:
+    """A line naming the points whose interval reaches to or below zero (cut by a log axis), or None."""
+    cut = [f"{p.method}{'' if p.rank is None else f' r={p.rank}'} [{p.low:.3g}, {p.high:.3g}]"
+           for p in points if p.low <= 0]
+    return f"intervals reaching below zero, cut at the log axis: {', '.join(cut)}" if cut else None
 
 
 def by_method(points: Iterable[Point]) -> dict[str, list[Point]]:

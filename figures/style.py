@@ -34,8 +34,9 @@ def method_style(name: str) -> dict[str, str]:
 
 
 def interval_wording(n: int) -> str:
-    """What the intervals drawn over ``n`` seeds are: "mean ± 95% CI", or none for one seed."""
-    return "mean ± 95% CI" if n > 1 else "one seed, no interval"
+    """What the intervals drawn over ``n`` seeds are (figures.records.aggregate: positive values as a
+    geometric mean with a ×/÷ 95% interval), or none for one seed."""
+    return "geometric mean ×/÷ 95% CI" if n > 1 else "one seed, no interval"
 
 
 def mark_empty(ax: plt.Axes, why: str = "no finite runs to show") -> None:

@@ -12,71 +12,96 @@ interval [low, high] and a margin m > 0 (the smallest effect that matters: a 10%
 An equivalence claim ("within a few percent") is supported when its interval lies inside (-m, m)
 and contradicted when the interval lies wholly beyond m. A claim of several parts is supported when
 every part is, contradicted when any part is, else not supported when any part is, else inconclusive.
+
+Quality effects are paired: at one seed every method adapts the same pretrained model on the same
+data, so an effect is the mean over seeds of the per-seed difference of log10 metrics, with a paired
+t-interval. Where a sign-flip (permutation) interval can be computed (n >= 6 seeds at 95%) it is the
+check: if the two intervals give different verdicts, the verdict comes from their hull (the wider
+reading), and the table says so. The spread of several methods (claim 9) is the largest pairwise
+log ratio, with Bonferroni-simultaneous paired t-intervals on every pair: for methods that are truly
+identical every pair's interval covers 0 with probability >= 95% jointly, so the claim comes out
+supported or inconclusive, and contradicted at most 5% of the time (only when some interval also
+clears the margin).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
+
+from nfl.stats import CONFIDENCE, paired_t, sign_flip_computable, sign_flip_interval
 
 Direction = Literal["greater", "less", "within"]
 VERDICTS = ("supported", "not supported", "contradicted", "inconclusive")
 MIN_SEEDS = 3  # a t-interval from two runs has one degree of freedom: too wide to decide anything
-CONFIDENCE = 0.95
 RULE = (
     "effect oriented so the claim predicts it > 0; with its 95% interval [lo, hi] and margin m: supported if "
     "lo > m, contradicted if hi < -m, not supported if -m < lo and hi < m, else inconclusive (also with fewer "
     f"than {MIN_SEEDS} seeds a side); 'within' claims: supported if -m < lo and hi < m, contradicted if the "
-    "interval lies beyond m; a claim is the weakest of its parts (contradicted > not supported > inconclusive)"
+    "interval lies beyond m; a claim is the weakest of its parts (contradicted > not supported > inconclusive). "
+    "Quality effects are paired over seeds (mean per-seed log10 ratio, paired t-interval; a sign-flip interval "
+    "checks it from 6 seeds, and where the two disagree the verdict uses their hull); the spread across "
+    "methods is the largest pairwise log ratio with Bonferroni-simultaneous paired t-intervals"
 )
 
 
 @dataclass(frozen=True)
 class Effect:
-    """An estimate with its interval, the smallest sample behind it and how the interval was made."""
+    """An estimate with its interval, the smallest sample behind it and how the interval was made;
+    ``check``, where there is one, a second interval (a sign-flip one) that must agree."""
 
     estimate: float
     low: float
     high: float
     n: int
     interval: str
+    check: tuple[float, float] | None = None
 
     def flipped(self) -> Effect:
-        return Effect(-self.estimate, -self.high, -self.low, self.n, self.interval)
+        check = None if self.check is None else (-self.check[1], -self.check[0])
+        return Effect(-self.estimate, -self.high, -self.low, self.n, self.interval, check)
 
 
-def welch_difference(treatment: Sequence[float], control: Sequence[float], confidence: float = CONFIDENCE) -> Effect:
-    """mean(treatment) - mean(control) with Welch's t-interval (unequal variances)."""
+def paired_difference(treatment: dict[int, float], control: dict[int, float], confidence: float = CONFIDENCE) -> Effect:
+    """Mean over the seeds both sides have of treatment - control (per seed), with the paired
+    t-interval and, from 6 seeds, the sign-flip interval as its check."""
+    common = sorted(set(treatment) & set(control))
+    d = np.array([treatment[s] - control[s] for s in common], dtype=float)
+    estimate, low, high = paired_t(d, confidence)
+    check = sign_flip_interval(d, confidence) if sign_flip_computable(d.size, confidence) and np.ptp(d) > 0 else None
+    return Effect(estimate, low, high, d.size, "paired t", check)
+
+
+def pairwise_spread(
+    per_method: dict[str, dict[int, float]], confidence: float = CONFIDENCE
+) -> tuple[Effect, tuple[str, str]]:
+    """The largest pairwise difference of mean log metrics (worst over best), on the seeds every
+    method has, with its simultaneous interval: every ordered pair's paired t-interval at confidence
+    1 - alpha / pairs (Bonferroni), so that [max of lows, max of highs] covers the largest true
+    difference whenever all pairs are covered. Returns the effect and the (worst, best) pair."""
     from scipy import stats
 
-    a, b = np.asarray(treatment, float), np.asarray(control, float)
-    n = min(a.size, b.size)
-    estimate = float(a.mean() - b.mean()) if n else math.nan
-    if n < 2:
-        return Effect(estimate, -math.inf, math.inf, n, "Welch t")
-    if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread at all (deterministic runs): the interval is the point
-        return Effect(estimate, estimate, estimate, n, "Welch t")
-    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
-    return Effect(estimate, float(ci.low), float(ci.high), n, "Welch t")
-
-
-def bootstrap_effect(statistic: Callable[..., float], samples: Sequence[Sequence[float]], paired: bool = False,
-                     confidence: float = CONFIDENCE, seed: int = 0) -> Effect:
-    """``statistic(*samples)`` with a percentile bootstrap interval (BCa fails on 3-seed samples)."""
-    from scipy import stats
-
-    arrays = [np.asarray(s, float) for s in samples]
-    n = min(a.size for a in arrays)
-    estimate = float(statistic(*arrays))
-    if n < 2:
-        return Effect(estimate, -math.inf, math.inf, n, "bootstrap")
-    result = stats.bootstrap(arrays, statistic, paired=paired, vectorized=False, n_resamples=2000,
-                             confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
-    low, high = result.confidence_interval
-    return Effect(estimate, float(low), float(high), n, "bootstrap")
+    common = sorted(set.intersection(*(set(v) for v in per_method.values())))
+    names = list(per_method)
+    if len(names) < 2:
+        raise ValueError("a spread needs two methods")
+    pairs = [(a, b) for a in names for b in names if a != b]
+    simultaneous = 1 - (1 - confidence) / (len(pairs) // 2)
+    label = f"simultaneous paired t (Bonferroni over {len(pairs) // 2} pairs)"
+    d = np.array([[per_method[a][s] - per_method[b][s] for s in common] for a, b in pairs]).reshape(len(pairs), -1)
+    estimates = d.mean(axis=1) if common else np.full(len(pairs), math.nan)
+    worst = int(np.argmax(estimates)) if common else 0
+    if len(common) < 2:
+        return Effect(float(estimates[worst]), -math.inf, math.inf, len(common), label), pairs[worst]
+    spread = np.ptp(d, axis=1) > 0
+    low, high = estimates.copy(), estimates.copy()  # a pair without spread: its interval is the point
+    if spread.any():
+        ci = stats.ttest_1samp(d[spread], 0.0, axis=1).confidence_interval(simultaneous)
+        low[spread], high[spread] = ci.low, ci.high
+    return Effect(float(estimates[worst]), float(low.max()), float(high.max()), len(common), label), pairs[worst]
 
 
 def timing_ratio(treatment: tuple[float, float], control: tuple[float, float]) -> Effect:
@@ -89,20 +114,39 @@ def timing_ratio(treatment: tuple[float, float], control: tuple[float, float]) -
     return Effect(math.log10(fast_t / fast_c), low, high, MIN_SEEDS, "fastest to median")
 
 
-def verdict(effect: Effect | None, direction: Direction, margin: float) -> str:
-    """The rule of the module docstring; ``None`` (no records to measure) is inconclusive."""
-    if effect is None or effect.n < MIN_SEEDS or not math.isfinite(effect.estimate):
-        return "inconclusive"
-    oriented = effect.flipped() if direction == "less" else effect
-    inside = -margin < oriented.low and oriented.high < margin
+def _rule(low: float, high: float, direction: Direction, margin: float) -> str:
+    """The verdict of an interval already oriented so the claim predicts it positive."""
+    inside = -margin < low and high < margin
     if direction == "within":
-        beyond = oriented.low > margin or oriented.high < -margin
+        beyond = low > margin or high < -margin
         return "supported" if inside else "contradicted" if beyond else "inconclusive"
-    if oriented.low > margin:
+    if low > margin:
         return "supported"
-    if oriented.high < -margin:
+    if high < -margin:
         return "contradicted"
     return "not supported" if inside else "inconclusive"
+
+
+def decide(effect: Effect | None, direction: Direction, margin: float) -> tuple[str, str]:
+    """The rule of the module docstring and which interval it used; ``None`` (no records to
+    measure) is inconclusive."""
+    if effect is None or effect.n < MIN_SEEDS or not math.isfinite(effect.estimate):
+        return "inconclusive", f"fewer than {MIN_SEEDS} seeds" if effect is not None else "no records"
+    oriented = effect.flipped() if direction == "less" else effect
+    first = _rule(oriented.low, oriented.high, direction, margin)
+    if oriented.check is None:
+        why = " (sign-flip needs >= 6 seeds)" if effect.interval == "paired t" else ""
+        return first, effect.interval + why
+    second = _rule(*oriented.check, direction, margin)
+    if first == second:
+        return first, f"{effect.interval}; sign-flip agrees"
+    hull = min(oriented.low, oriented.check[0]), max(oriented.high, oriented.check[1])
+    return _rule(*hull, direction, margin), f"hull of {effect.interval} ({first}) and sign-flip ({second})"
+
+
+def verdict(effect: Effect | None, direction: Direction, margin: float) -> str:
+    """The verdict alone (see :func:`decide`)."""
+    return decide(effect, direction, margin)[0]
 
 
 def combine(verdicts: Sequence[str]) -> str:
@@ -175,9 +219,10 @@ CLAIMS: tuple[Claim, ...] = (
           "base-task test loss after adaptation, MiLoRA / PiSSA and / LoRA", ("quality",),
           (Part("forgetting", ("milora",), ("pissa",), "less"), Part("forgetting", ("milora",), ("lora",), "less"))),
     Claim(9, "once each LR is tuned, methods are within a few percent", "Learning Rate Matters §4",
-          "worst / best adapter mean test loss (bootstrap over seeds), margin 5%", ("quality",),
+          "worst / best adapter test loss (geometric means; simultaneous paired intervals), margin 5%", ("quality",),
           (Part("spread", (), (), "within", math.log10(1.05)),)),
     Claim(10, "a method's best LR tracks 1 / lambda_max at initialisation", "Learning Rate Matters §5",
-          "Spearman rho of tuned LR vs 1 / lambda_max across methods (bootstrap), margin 0.3", ("quality", "sharpness"),
+          "Spearman rho of interpolated tuned LR vs 1 / lambda_max across methods (seeds resampled, LRs re-tuned), "
+          "margin 0.3", ("quality", "sharpness"),
           (Part("lr_sharpness", (), (), "greater", 0.3),)),
 )

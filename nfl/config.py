@@ -87,7 +87,10 @@ class TaskConfig:
     encoding_scale: float = _field(
         3.0, "fourier_sine: std of the random frequencies omega_j ~ N(0, scale^2) of the encoding"
     )
-    task_seed: int = _field(0, "fourier_sine: seed of the fixed encoding and phases (the task itself)")
+    task_seed: int | None = _field(
+        None, "fourier_sine: seed of the task function itself (its encoding and phases); unset: each run seed "
+        "draws its own task, so a verdict over seeds is about the task family", type=int
+    )
 
     @property
     def test_size(self) -> int:
@@ -95,7 +98,8 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         _require_finite(self)
-        _require_seed("task_seed", self.task_seed)
+        if self.task_seed is not None:
+            _require_seed("task_seed", self.task_seed)
         _require(self.n_train >= 1, f"n_train must be >= 1, got {self.n_train}")
         _require(self.n_val >= 1, f"n_val must be >= 1, got {self.n_val}")
         _require(self.n_test is None or self.n_test >= 1, f"n_test must be >= 1, got {self.n_test}")

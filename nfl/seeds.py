@@ -1,6 +1,7 @@
 """Independent random streams, one per purpose, all derived here from a run's seed.
 
-A purpose is a tuple of strings: ``("task",)`` samples the data, ``("model",)`` initialises the MLP,
+A purpose is a tuple of strings: ``("task",)`` samples the data, ``("task_function",)`` draws the task
+itself unless the config pins one, ``("model",)`` initialises the MLP,
 ``("adapter", method)`` is the seed handed to ``adapters.attach`` (keyed by the method's name, so
 adding or removing a method never shifts another's numbers). Each stream's integer comes from
 ``numpy.random.SeedSequence`` over the run seed and a stable hash of the purpose, so no stream is
@@ -30,6 +31,12 @@ def derive(seed: int, *purpose: str) -> int:
         raise ValueError("a stream needs a purpose, e.g. derive(seed, 'task')")
     state = np.random.SeedSequence([seed, *map(_word, purpose)]).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
+
+
+def task_function_seed(task_seed: int | None, seed: int) -> int:
+    """The seed of the task function (the sine task's encoding and phases): ``task_seed`` where it
+    is pinned, else run ``seed``'s own ``task_function`` stream (apart from ``task``, which samples data)."""
+    return derive(seed, "task_function") if task_seed is None else task_seed
 
 
 def generator(seed: int, *purpose: str, device: torch.device | str = "cpu") -> torch.Generator:

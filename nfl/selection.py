@@ -5,10 +5,16 @@ is the test loss at that step. A (method, rank)'s learning rate is the grid poin
 mean, over seeds, of its runs' minimum validation loss. A grid point where any seed diverged is
 never selected; between grid points with equal means the smaller learning rate wins (the one
 farther from divergence). Nothing here reads a test loss to choose anything.
+
+Where a claim needs the optimum between grid points (Learning Rate Matters' lr against sharpness),
+it is the vertex of the parabola in log lr through the selected point and its two neighbours (of
+log mean validation loss); at a grid edge, or beside a diverged point, it is the selected point.
+A selected lr at the grid's edge asks for the grid to be extended (:func:`extension`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -33,18 +39,100 @@ def run_summary(history: History) -> dict[str, Any]:
     return {"selected_step": step, "min_val_loss": history.val_loss[step], "test_loss": history.test_loss[step]}
 
 
-def select_lr(records: Iterable[Record]) -> float | None:
-    """The learning rate of one (method, rank) from its records (one per seed and lr): lowest mean
-    ``min_val_loss`` over seeds among the grid points where no seed diverged; None if there is none."""
+def lr_scores(records: Iterable[Record]) -> dict[float, float | None]:
+    """Every lr of one (method, rank)'s records -> mean ``min_val_loss`` over its seeds, None where
+    some seed diverged."""
     by_lr: dict[float, list[Record]] = {}
     for record in records:
         by_lr.setdefault(record["lr"], []).append(record["summary"])
-    scores = {
-        lr: float(np.mean([s["min_val_loss"] for s in runs]))
-        for lr, runs in by_lr.items()
-        if all(s.get("diverged_at") is None for s in runs)
+    return {
+        lr: float(np.mean([s["min_val_loss"] for s in runs])) if all(s.get("diverged_at") is None for s in runs)
+        else None
+        for lr, runs in sorted(by_lr.items())
     }
-    return min(scores, key=lambda lr: (scores[lr], lr)) if scores else None
+
+
+def best_lr(scores: dict[float, float | None]) -> float | None:
+    """The lr of the lowest score (the smaller lr on a tie); None if every point diverged."""
+    finite = {lr: v for lr, v in scores.items() if v is not None}
+    return min(finite, key=lambda lr: (finite[lr], lr)) if finite else None
+
+
+def select_lr(records: Iterable[Record]) -> float | None:
+    """The learning rate of one (method, rank) from its records (one per seed and lr): lowest mean
+    ``min_val_loss`` over seeds among the grid points where no seed diverged; None if there is none."""
+    return best_lr(lr_scores(records))
+
+
+def interpolated_lr(scores: dict[float, float | None]) -> float | None:
+    """The optimum between grid points: the vertex of the parabola in (log lr, log score) through
+    the best point and its neighbours; the best point itself at an edge or beside a diverged one."""
+    chosen = best_lr(scores)
+    lrs = sorted(scores)
+    if chosen is None:
+        return None
+    i = lrs.index(chosen)
+    if i == 0 or i == len(lrs) - 1 or scores[lrs[i - 1]] is None or scores[lrs[i + 1]] is None:
+        return chosen
+    x = np.log10(lrs[i - 1: i + 2])
+    y = np.log10([scores[lr] for lr in lrs[i - 1: i + 2]])
+    curvature, slope, _ = np.polyfit(x, y, 2)
+    if curvature <= 0:  # flat (equal scores): no interior minimum to find
+        return chosen
+    return float(10 ** np.clip(-slope / (2 * curvature), x[0], x[2]))
+
+
+def grid_lattice(grid: Sequence[float]) -> tuple[float, float]:
+    """(first lr, log10 step) of a log-spaced grid, the step from its two ends, so that a point
+    extended by whole steps lands where the grid's own formula puts it (10 ** (-4 + 0.5 k) for the
+    default), not on a product of rounded points (0.316 x 3.16 = 0.999)."""
+    grid = sorted(grid)
+    if len(grid) < 2:
+        raise ValueError("a grid to extend needs at least two learning rates")
+    return grid[0], math.log10(grid[-1] / grid[0]) / (len(grid) - 1)
+
+
+def extension(scores: dict[float, float | None], lattice: tuple[float, float],
+              bounds: tuple[float, float] = (1e-6, 10.0)) -> float | None:
+    """The next lr to try when the selected one is the edge of all lrs tried: one step of the
+    grid's ``lattice`` beyond it, within ``bounds``; None when the optimum is interior, when the
+    point beyond it was tried and diverged (the selected lr is then not the edge of what was tried),
+    or when a bound is reached."""
+    chosen, lrs = best_lr(scores), sorted(scores)
+    if chosen is None or lrs[0] < chosen < lrs[-1]:
+        return None
+    anchor, step = lattice
+    k = round(math.log10(chosen / anchor) / step) + (1 if chosen == lrs[-1] else -1)
+    candidate = float(f"{10 ** (math.log10(anchor) + k * step):.3g}")
+    return candidate if bounds[0] * (1 - 1e-9) <= candidate <= bounds[1] * (1 + 1e-9) else None
+
+
+def seed_table(records: Iterable[Record]) -> tuple[list[float], list[int], np.ndarray]:
+    """One (method, rank)'s ``min_val_loss`` as an (lrs x seeds) array, nan where a run diverged
+    or is missing; lrs and seeds sorted."""
+    records = list(records)
+    lrs, seeds = sorted({r["lr"] for r in records}), sorted({r["seed"] for r in records})
+    table = np.full((len(lrs), len(seeds)), np.nan)
+    for r in records:
+        value = r["summary"].get("min_val_loss")
+        if r["summary"].get("diverged_at") is None and value is not None:
+            table[lrs.index(r["lr"]), seeds.index(r["seed"])] = value
+    return lrs, seeds, table
+
+
+def resampled_lrs(records: Iterable[Record], resamples: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
+    """The interpolated tuned lr of one (method, rank) re-selected on each resample of ``seeds``
+    (``resamples``: (B, n) indices into ``seeds``): a grid point where a resampled seed diverged is
+    left out, as in :func:`select_lr`; nan where every point did."""
+    lrs, mine, table = seed_table(records)
+    columns = table[:, [mine.index(s) for s in seeds]]
+    out = np.full(len(resamples), np.nan)
+    for b, idx in enumerate(resamples):
+        picked = columns[:, idx]
+        scores = {lr: None if np.isnan(row).any() else float(row.mean()) for lr, row in zip(lrs, picked)}
+        tuned = interpolated_lr(scores)
+        out[b] = np.nan if tuned is None else tuned
+    return out
 
 
 @dataclass(frozen=True)

@@ -62,11 +62,11 @@ class TaskData:
 class _Task:
     """Maps a latent sample u to the MLP input x and to the base or shifted target."""
 
-    def __init__(self, cfg: TaskConfig, width: int):
+    def __init__(self, cfg: TaskConfig, width: int, task_seed: int):
         self.cfg = cfg
         self.width = width
         if cfg.kind == "fourier_sine":
-            g = torch.Generator().manual_seed(cfg.task_seed)
+            g = torch.Generator().manual_seed(task_seed)
             self.omega = torch.randn(width, generator=g, dtype=torch.float64) * cfg.encoding_scale
             self.beta = torch.rand(width, generator=g, dtype=torch.float64) * 2 * math.pi
             self.phi = torch.rand(width, generator=g, dtype=torch.float64) * 2 * math.pi
@@ -118,7 +118,7 @@ class _Task:
 
 def make_task_data(cfg: TaskConfig, width: int, seed: int, dtype: torch.dtype = torch.float32) -> TaskData:
     """Base and shifted datasets for run ``seed`` (its task stream), on the CPU (move them with ``.to``)."""
-    task = _Task(cfg, width)
+    task = _Task(cfg, width, seeds.task_function_seed(cfg.task_seed, seed))
     generator = seeds.generator(seed, "task")
     base = task.dataset(shifted=False, generator=generator)
     shifted = task.dataset(shifted=True, generator=generator)

@@ -1,38 +1,77 @@
-"""The papers' claims, tested: a verdict with its evidence per shift family, width and LR protocol.
+"""The papers' claims, tested: a verdict with its evidence per setting (width, shift, rank, step budget).
 
 For every width and shift family, adapts each method at every learning rate of the grid and at the
-paper's fixed 1e-3 (several seeds; stored cells are reused), times initialisation and one training
-step, then measures each claim of :mod:`nfl.claims` at the fixed lr and at each method's tuned lr,
-writes ``claims.md`` and the no-free-lunch figure, and prints the tables.
+paper's fixed 1e-3 (several seeds, each its own task draw; stored cells are reused), extends the
+grid of any (method, rank) whose selected lr sits at an edge, times initialisation and one training
+step, then measures each claim of :mod:`nfl.claims` at the fixed lr and at each method's tuned lr;
+at the robustness widths also at one common rank and at a long step budget. Writes ``claims.md``
+(the main tables, then a matrix of every claim's verdict across settings) and the no-free-lunch
+figures, and prints the text.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, get_args
 
 import numpy as np
 
 from nfl.claims import (
-    CLAIMS, RULE, Claim, Effect, Part, bootstrap_effect, combine, timing_ratio, verdict, welch_difference,
+    CLAIMS, RULE, Claim, Effect, Part, combine, decide, paired_difference, pairwise_spread, timing_ratio,
 )
 from nfl.config import Shift
-from nfl.selection import at_tuned_lr
+from nfl.selection import at_tuned_lr, extension, grid_lattice, groups, lr_scores, resampled_lrs
 from nfl.span import random_baseline
+from nfl.stats import CONFIDENCE
 from studies import adaptability, init_time, span, train_time
 from studies.common import StudySetup, study_parser
 
 FIXED_LR = 1e-3  # the paper's adaptation learning rate
 SHIFTS = get_args(Shift)
+LR_BOUNDS = (1e-6, 10.0)  # how far an edge's grid may be extended
+DEFAULT_SEEDS = 10  # verdicts on disjoint seed sets agreed 81% of the time at 3 seeds a set, 92% at 10
+COMMON_RANK = 8
+# At each method's tuned lr (width 64, out_of_span, 3 seeds; 1000-step histories cut short, AdaLoRA left out
+# since its schedule depends on the budget) 53% of runs selected their last step at 100 steps, 30% at 300,
+# 13% at 500, none at 1000: 300 is the shortest budget at which most runs have stopped improving.
+LONG_BUDGET = 300
+CLAIM10_RESAMPLES = 1000
 Records = list[dict[str, Any]]
 
 
-# --- the protocol this study relies on (tuned LRs, test split: nfl.selection, studies.adaptability) ---
+# --- what a column of the tables is ---------------------------------------------------------------
 
-def lr_grid(setup: StudySetup) -> list[float]:
-    """The study's tuning grid (the preset's, or three points with --quick) and the paper's fixed lr."""
-    return sorted({*setup.lrs, FIXED_LR})
+@dataclass(frozen=True)
+class Setting:
+    """Where a verdict is measured: MLP width, shift family, rank (None: each method's paper rank)
+    and step budget."""
+
+    width: int
+    shift: str
+    rank: int | None
+    steps: int
+
+    def label(self) -> str:
+        rank = "paper ranks" if self.rank is None else f"rank {self.rank}"
+        return f"w{self.width} {self.shift.replace('_', '-')}, {rank}, {self.steps} steps"
+
+    def directory(self) -> str:
+        return f"{self.shift}-w{self.width}" + ("" if self.rank is None else f"-r{self.rank}") + f"-s{self.steps}"
+
+
+@dataclass
+class Column:
+    """One setting's records: every grid run (extension included), the timing records of its width
+    and ranks, and the lrs added beyond the grid per (method, rank)."""
+
+    setting: Setting
+    grid: Records
+    timing: dict[str, Records]
+    extended: dict[tuple[str, int | None], list[float]] = field(default_factory=dict)
+    seeds: int = 0
+    note: str = ""  # what makes the shift family what it is (studies.span)
 
 
 # --- measuring a claim from records -------------------------------------------------------------
@@ -42,125 +81,297 @@ QUALITY_KEYS = {"test_loss": "test_loss", "forgetting": "forgetting_base_test_lo
 TIMING_STUDIES = {"init_time": "init_time", "step_time": "train_time"}
 
 
-def per_seed(records: Records, methods: tuple[str, ...], key: str) -> list[float]:
-    """log10 of ``key`` per seed, averaged over ``methods`` (a geometric mean) on the seeds all share."""
+def per_seed(records: Records, methods: tuple[str, ...], key: str) -> dict[int, float]:
+    """seed -> log10 of ``key``, averaged over ``methods`` (a geometric mean), on the seeds all share."""
     values: dict[str, dict[int, float]] = {m: {} for m in methods}
     for r in records:
         value = r["summary"].get(key)
         if r["method"] in values and value is not None and value > 0:
             values[r["method"]][r["seed"]] = math.log10(value)
     common = set.intersection(*(set(v) for v in values.values())) if methods else set()
-    return [float(np.mean([values[m][s] for m in methods])) for s in sorted(common)]
+    return {s: float(np.mean([values[m][s] for m in methods])) for s in sorted(common)}
 
 
-def spread(records: Records) -> Effect | None:
-    """log10 of the worst over the best adapter's mean test loss, bootstrapped over each one's seeds."""
-    samples = [per_seed(records, (m,), "test_loss") for m in dict.fromkeys(r["method"] for r in records) if m != "full"]
-    samples = [s for s in samples if s]
+def spread(records: Records) -> tuple[Effect, tuple[str, str]] | None:
+    """log10 of the worst over the best adapter's test loss (geometric means over the seeds all
+    share), with simultaneous paired intervals (nfl.claims.pairwise_spread); full FT is no adapter."""
+    samples = {m: per_seed(records, (m,), "test_loss") for m in dict.fromkeys(r["method"] for r in records)
+               if m != "full"}
+    samples = {m: s for m, s in samples.items() if s}
     if len(samples) < 2:
         return None
-    return bootstrap_effect(lambda *s: max(x.mean() for x in s) - min(x.mean() for x in s), samples)
+    return pairwise_spread(samples)
 
 
-def lr_sharpness(grid_records: Records) -> Effect | None:
-    """Spearman's rho of tuned lr against 1 / lambda_max (mean over seeds) across methods (bootstrap),
-    lambda_max being ``summary["sharpness"]`` (nfl.sharpness, at initialisation)."""
-    pairs = []
-    for record_group in _by_method(at_tuned_lr(grid_records)).values():
-        sharp = [r["summary"].get("sharpness") for r in record_group]
-        if all(s is not None and s > 0 for s in sharp):
-            pairs.append((record_group[0]["lr"], 1 / np.mean(sharp)))
-    if len(pairs) < 3:
+def lr_sharpness(grid_records: Records, resamples: int = CLAIM10_RESAMPLES, seed: int = 0) -> Effect | None:
+    """Spearman's rho across (method, rank)s of the interpolated tuned lr against 1 / lambda_max
+    (``summary["sharpness"]``, at initialisation, mean over seeds), with a percentile interval from
+    resampling seeds: each resample re-selects every lr on its seeds and re-averages lambda_max."""
+    tables = {}
+    for key, mine in groups(grid_records).items():
+        sharp = {r["seed"]: r["summary"].get("sharpness") for r in mine}
+        if all(s is not None and s > 0 for s in sharp.values()):
+            tables[key] = (mine, sharp)
+    if len(tables) < 3:
         return None
-    lrs, inverse = map(np.asarray, zip(*pairs))
-    return bootstrap_effect(_spearman, [lrs, inverse], paired=True)
+    seeds = sorted(set.intersection(*(set(sharp) for _, sharp in tables.values())))
+    if len(seeds) < 2:
+        return None
+    everyone = np.arange(len(seeds))[None, :]
+    draws = np.random.default_rng(seed).integers(0, len(seeds), size=(resamples, len(seeds)))
+    rhos = []
+    for idx in (everyone, draws):
+        lrs = np.array([resampled_lrs(mine, idx, seeds) for mine, _ in tables.values()])  # (methods, B)
+        inverse = np.array([1 / np.array([sharp[s] for s in seeds])[idx].mean(axis=1) for _, sharp in tables.values()])
+        rhos.append(np.array([_spearman(lrs[:, b], inverse[:, b]) for b in range(idx.shape[0])]))
+    low, high = np.nanquantile(rhos[1], [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return Effect(float(rhos[0][0]), float(low), float(high), len(seeds), "seed bootstrap")
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho, 0 where a resample is constant (tuned LRs are grid points and tie often):
-    rho is undefined there, and 0, no tracking, is the reading that favours no claim."""
+    """Spearman's rho over the finite pairs, 0 where a resample is constant: rho is undefined
+    there, and 0, no tracking, is the reading that favours no claim."""
     from scipy import stats
 
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0
     return float(stats.spearmanr(a, b).statistic)
 
 
-def _by_method(records: Records) -> dict[str, Records]:
-    out: dict[str, Records] = {}
-    for r in records:
-        out.setdefault(r["method"], []).append(r)
-    return out
-
-
 def timing_effect(records: Records, part: Part) -> Effect | None:
-    """log10 ratio of the timing costs (geometric mean over a side's methods), each at its default rank."""
+    """log10 ratio of the timing costs (geometric mean over a side's methods), each at its rank."""
     costs = {r["method"]: (r["timing"]["fastest_s"], r["timing"]["median_s"]) for r in records}
     if not all(m in costs for m in part.treatment + part.control):
         return None
+
     def side(methods: tuple[str, ...]) -> tuple[float, float]:
         return tuple(float(np.exp(np.mean(np.log([costs[m][i] for m in methods])))) for i in (0, 1))
 
     return timing_ratio(side(part.treatment), side(part.control))
 
 
-def measure(part: Part, quality_records: Records, grid_records: Records, timing: dict[str, Records]) -> Effect | None:
-    """The effect a part of a claim predicts positive (before orientation), or None without records."""
+@dataclass(frozen=True)
+class Measured:
+    """A part's effect and, for a spread, the pair that made it."""
+
+    effect: Effect | None
+    pair: tuple[str, str] | None = None
+
+
+def measure(part: Part, quality_records: Records, grid_records: Records | None, timing: dict[str, Records]) -> Measured:
+    """The effect a part of a claim predicts positive (before orientation); no effect without
+    records, or for claim 10 without a grid (the fixed-lr protocol tunes nothing)."""
     if part.metric in QUALITY_KEYS:
         a, b = (per_seed(quality_records, side, QUALITY_KEYS[part.metric]) for side in (part.treatment, part.control))
-        return welch_difference(a, b) if a and b else None
+        return Measured(paired_difference(a, b) if a and b else None)
     if part.metric in TIMING_STUDIES:
-        return timing_effect(timing.get(TIMING_STUDIES[part.metric], []), part)
+        return Measured(timing_effect(timing.get(TIMING_STUDIES[part.metric], []), part))
     if part.metric == "spread":
-        return spread(quality_records)
+        found = spread(quality_records)
+        return Measured(*found) if found else Measured(None)
     if part.metric == "lr_sharpness":
-        return lr_sharpness(grid_records)
+        return Measured(lr_sharpness(grid_records) if grid_records else None)
     raise ValueError(f"claim part with unknown metric {part.metric!r}")
 
 
-def show(part: Part, effect: Effect | None) -> str:
-    if effect is None:
-        return "no records"
+INTERVAL_TAGS = {  # how claims.md names the interval a part's verdict used
+    "paired t": "t", "paired t; sign-flip agrees": "t+sf", "fastest to median": "range", "seed bootstrap": "boot",
+}
+
+
+def interval_tag(how: str) -> str:
+    """A short name for :func:`nfl.claims.decide`'s account of the interval it used."""
+    if how.startswith("hull"):
+        return "hull"
+    if how.startswith("paired t (sign-flip"):
+        return "t"
+    if how.startswith("simultaneous"):
+        return "sim-t"
+    return INTERVAL_TAGS.get(how, how)
+
+
+def show(part: Part, measured: Measured) -> str:
+    effect = measured.effect
     if part.metric == "lr_sharpness":
         return f"ρ {effect.estimate:.2f} [{effect.low:.2f}, {effect.high:.2f}]"
     ratio = lambda v: f"{10 ** v:.3g}" if math.isfinite(v) else ("∞" if v > 0 else "0")  # noqa: E731
-    return f"×{ratio(effect.estimate)} [{ratio(effect.low)}, {ratio(effect.high)}]"
+    pair = f" {measured.pair[0]}/{measured.pair[1]}" if measured.pair else ""
+    return f"×{ratio(effect.estimate)}{pair} [{ratio(effect.low)}, {ratio(effect.high)}]"
 
 
-def judge(claim: Claim, quality_records: Records, grid_records: Records, timing: dict[str, Records]) -> str:
-    """'verdict: effect [interval]; ...' over the claim's parts."""
+@dataclass(frozen=True)
+class Judged:
+    """A claim in one column: its verdict, each part's verdict, and the cell's text."""
+
+    verdict: str
+    parts: tuple[str, ...]
+    text: str
+
+
+def judge(claim: Claim, quality_records: Records, grid_records: Records | None, timing: dict[str, Records]) -> Judged:
+    """Each part's verdict beside its effect and interval, and the claim's (the weakest part)."""
+    if any(p.metric == "lr_sharpness" for p in claim.parts) and not grid_records:
+        return Judged("", (), "— (needs tuned lrs)")
     shown, verdicts = [], []
     for part in claim.parts:
-        effect = measure(part, quality_records, grid_records, timing)
-        verdicts.append(verdict(effect, part.direction, part.margin))
-        shown.append(show(part, effect))
-    return f"**{combine(verdicts)}**: " + "; ".join(shown)
+        measured = measure(part, quality_records, grid_records, timing)
+        outcome, how = decide(measured.effect, part.direction, part.margin)
+        verdicts.append(outcome)
+        evidence = "no records" if measured.effect is None else f"{show(part, measured)} ({interval_tag(how)})"
+        shown.append(f"{outcome} {evidence}" if len(claim.parts) > 1 else evidence)
+    overall = combine(verdicts)
+    return Judged(overall, tuple(verdicts), f"**{overall}**: " + "; ".join(shown))
 
 
-# --- running and writing ------------------------------------------------------------------------
+# --- from records to claims.md and figures ----------------------------------------------------------
 
-def sub_setup(setup: StudySetup, parser, shift: str, width: int) -> StudySetup:
-    """The same command line for one shift family and width, with its own store under --out."""
-    argv = [*setup.argv, "--shift", shift, "--width", str(width), "--out", str(setup.out / f"{shift}-w{width}")]
+def protocols(column: Column, fixed: bool) -> dict[str, tuple[Records, Records | None]]:
+    """Protocol name -> (records measured, grid records for tuning), for one column."""
+    steps = column.setting.steps
+    out = {}
+    if fixed:
+        out[f"lr 1e-3, {steps} steps"] = ([r for r in column.grid if r["lr"] == FIXED_LR], None)
+    out[f"tuned lr, {steps} steps"] = (at_tuned_lr(column.grid), column.grid)
+    return out
+
+
+def table(cells: dict[str, tuple[Records, Records | None, dict[str, Records]]]) -> list[str]:
+    """Markdown rows, one per claim: claim, measurement, then one cell per named column."""
+    head = ["#", "claim", "measurement", *cells]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for claim in CLAIMS:
+        judged = [judge(claim, q, grid, timing).text for q, grid, timing in cells.values()]
+        lines.append(f"| {claim.number} | {claim.text} ({claim.source}) | {claim.measurement} | {' | '.join(judged)} |")
+    return lines
+
+
+SHORT = {"supported": "S", "not supported": "N", "contradicted": "C", "inconclusive": "?", "": "—"}
+
+
+def matrix(columns: list[Column]) -> list[str]:
+    """Each claim's verdict (tuned lr) across every setting: the robustness matrix."""
+    head = ["#", *(c.setting.label() for c in columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for claim in CLAIMS:
+        row = [SHORT[judge(claim, at_tuned_lr(c.grid), c.grid, c.timing).verdict] for c in columns]
+        lines.append(f"| {claim.number} | " + " | ".join(row) + " |")
+    return lines
+
+
+def extension_note(column: Column) -> str:
+    if not column.extended:
+        return "no selected lr sat at a grid edge, so the grid was not extended."
+    lrs = "; ".join(f"{m}{'' if r is None else f' r={r}'}: {', '.join(f'{lr:g}' for lr in added)}"
+                    for (m, r), added in column.extended.items())
+    return f"grid extended where the selected lr sat at an edge (by the grid's step, within {LR_BOUNDS}): {lrs}."
+
+
+LEGEND = (
+    "Each cell: the claim's verdict, then each part's verdict, its effect (a ratio, ×) with the 95% interval the "
+    "verdict used, and which interval: t = paired t over seeds (a sign-flip interval needs 6 seeds), "
+    "t+sf = paired t and the sign-flip interval agree, hull = they disagreed and the verdict used their hull, "
+    "sim-t = Bonferroni-simultaneous paired t over every pair of adapters (claim 9: the worst/best pair is named), "
+    "range = the timing ratio's fastest-to-median range (no sampling interval: one sweep of rounds), "
+    "boot = percentile interval over seeds resampled (claim 10 re-tunes every lr on each resample)."
+)
+
+
+def multiple_comparisons_note(columns: list[Column]) -> str:
+    parts = sum(len(claim.parts) for claim in CLAIMS)  # one 95% interval each
+    return (f"Multiple comparisons: each tuned-lr column makes {parts} interval decisions "
+            f"({parts * len(columns)} over the "
+            f"{len(columns)} settings of the matrix), each at 95%, uncorrected: were every effect exactly at a margin, "
+            f"about {0.025 * parts:.1f} per column could come out decisive by chance (one-sided 2.5% each). A verdict "
+            "that holds across settings is worth more than a single cell; no Holm correction is applied because "
+            "the claims are separate questions, each answered with its own interval.")
+
+
+def outputs(columns: list[Column], command: str, out: Path) -> tuple[str, list[Path]]:
+    """claims.md's text and the no-free-lunch figures (one per width and budget) from the columns'
+    records; pure of computation."""
+    from figures.claims import no_free_lunch_figure
+    from figures.style import save  # here: matplotlib costs a second of every start-up
+
+    lines = ["# What nfl says about the papers' claims", "", f"Command: `{command}`", "", f"Rule: {RULE}.", "",
+             LEGEND, "", multiple_comparisons_note(columns), ""]
+    sections: dict[tuple[int, str], list[Column]] = {}
+    for column in columns:
+        sections.setdefault((column.setting.width, column.setting.shift), []).append(column)
+    paths: list[Path] = []
+    for (width, shift), mine in sections.items():
+        main = mine[0]
+        cells: dict[str, tuple[Records, Records | None, dict[str, Records]]] = {}
+        for column in mine:
+            s = column.setting
+            for name, (records, grid) in protocols(column, fixed=column is main).items():
+                cells[name if s.rank is None else f"{name}, rank {s.rank}"] = (records, grid, column.timing)
+        lrs = sorted({r["lr"] for r in main.grid})
+        lines += [f"## width {width}, shift {shift}", "",
+                  f"{main.seeds} seed(s), each its own task draw; learning rates tried "
+                  f"{', '.join(f'{lr:g}' for lr in lrs)}; "
+                  f"quality on {main.grid[0]['env']['device_name']}; timing costs (fastest rounds) on "
+                  f"{timing_device(main.timing)}.", ""]
+        lines += [f"- {c.setting.label()}: {extension_note(c)}" for c in mine] + [""]
+        lines += [main.note, "", *table(cells), ""]
+    lines += ["## Robustness: each claim's verdict (tuned lr) across settings", "",
+              "S supported, N not supported, C contradicted, ? inconclusive, — not measurable here.", "",
+              *matrix(columns), ""]
+    budgets = sorted({c.setting.steps for c in columns})
+    for width in dict.fromkeys(c.setting.width for c in columns):
+        for steps in budgets:
+            chosen = {c.setting.shift: at_tuned_lr(c.grid) for c in columns
+                      if c.setting.width == width and c.setting.steps == steps and c.setting.rank is None}
+            if not chosen:
+                continue
+            seeds = max(c.seeds for c in columns)
+            title = f"Test loss at tuned lr per shift family (width {width}, {steps} steps, {seeds} seeds)"
+            saved = save(no_free_lunch_figure(chosen, title), out / f"no_free_lunch_w{width}_s{steps}")
+            paths += saved
+            lines += [f"![no free lunch, width {width}, {steps} steps]({saved[0].name})", ""]
+    return "\n".join(lines), paths
+
+
+def timing_device(timing: dict[str, Records]) -> str:
+    first = next((rs[0] for rs in timing.values() if rs), None)
+    if first is None:
+        return "no timing records"
+    return f"{first['env']['device_name']}, {first['timing']['num_threads']} thread(s)"
+
+
+# --- running ------------------------------------------------------------------------------------
+
+def sub_setup(setup: StudySetup, parser, setting: Setting) -> StudySetup:
+    """The same command line for one setting, with its own store under --out."""
+    argv = [*setup.argv, "--shift", setting.shift, "--width", str(setting.width),
+            "--adapt-epochs", str(setting.steps), "--out", str(setup.out / setting.directory())]
+    argv += [] if setting.rank is None else ["--ranks", str(setting.rank)]
     return StudySetup(parser, argv)
 
 
-def run_column(sub: StudySetup, lrs: list[float]) -> Records:
-    """Every method at its default rank, every seed, every lr of ``lrs``: the adaptability study's
-    cells (trained a (method, rank) at a time), stored as ``adaptability.jsonl`` in the column's
-    directory, so ``studies.report`` and a later run both read them."""
-    groups = sub.groups("adaptability", plan=sub.plan(None), lrs=lrs)
-    return sub.run_groups("adaptability", lambda cells: adaptability.compute_group(sub, cells), groups)
-
-
-def table(columns: dict[str, tuple[Records, Records]], timing: dict[str, Records]) -> list[str]:
-    """Markdown rows, one per claim: claim, measurement, then one cell per column."""
-    head = ["#", "claim", "measurement", *columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for claim in CLAIMS:
-        cells = [judge(claim, q, grid, timing) for q, grid in columns.values()]
-        lines.append(f"| {claim.number} | {claim.text} ({claim.source}) | {claim.measurement} | {' | '.join(cells)} |")
-    return lines
+def run_column(sub: StudySetup, lrs: list[float]) -> tuple[Records, dict[tuple[str, int | None], list[float]]]:
+    """Every method at the setting's ranks, every seed and lr of ``lrs``, the adaptability study's
+    cells stored as ``adaptability.jsonl`` in the column's directory (``studies.report`` and a later
+    run read them); then, while a (method, rank)'s selected lr is the edge of the lrs it tried, one
+    more grid step beyond that edge (nfl.selection.extension). Returns the records and the lrs added."""
+    lattice = grid_lattice(sub.lrs) if len(sub.lrs) > 1 else None
+    wanted = {(m, r): list(lrs) for m, ranks in sub.method_ranks.items() for r in ranks}
+    added: dict[tuple[str, int | None], list[float]] = {}
+    while True:
+        cell_groups = [group for (m, r), mine in wanted.items()
+                       for group in sub.groups("adaptability", plan={m: [r]}, lrs=mine)]
+        records = sub.run_groups("adaptability", lambda cells: adaptability.compute_group(sub, cells), cell_groups)
+        sub.args.resume = True  # later passes add their cells to the store this one wrote
+        more = False
+        for key, mine in groups(records).items():
+            beyond = extension(lr_scores(mine), lattice, LR_BOUNDS) if lattice else None
+            if beyond is not None and beyond not in wanted[key]:
+                wanted[key].append(beyond)
+                added.setdefault(key, []).append(beyond)
+                more = True
+        if not more:
+            return records, added
 
 
 def where_the_update_lies(sub: StudySetup, rank: int = 2) -> str:
@@ -176,56 +387,77 @@ def where_the_update_lies(sub: StudySetup, rank: int = 2) -> str:
             f"input layer's full fine-tuning dW {full['core']:.3f} inside, {full['tangent']:.3f} reachable.")
 
 
-def timing_device(timing: dict[str, Records]) -> str:
-    first = next((rs[0] for rs in timing.values() if rs), None)
-    if first is None:
-        return "no timing records"
-    return f"{first['env']['device_name']}, {first['timing']['num_threads']} thread(s)"
+def settings(widths: Sequence[int], shifts: Sequence[str], robust: Sequence[int], steps: int, long_budget: int,
+             common_rank: int) -> list[Setting]:
+    """Every setting to run: each width and shift at the paper's ranks and budget; at the robustness
+    widths also the long budget and the common rank."""
+    out = []
+    for width in widths:
+        for shift in shifts:
+            out.append(Setting(width, shift, None, steps))
+            if width in robust and long_budget and long_budget != steps:
+                out.append(Setting(width, shift, None, long_budget))
+            if width in robust and common_rank:
+                out.append(Setting(width, shift, common_rank, steps))
+    return out
+
+
+def _int_list(flag: str, text: str, allow_empty: bool = False) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag}: takes comma-separated integers, got {text!r}") from None
+    if (not values and not allow_empty) or any(v < 1 for v in values):
+        raise ValueError(f"{flag}: needs positive integers, got {text!r}")
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("claims", __doc__.splitlines()[0])
+    parser.set_defaults(seeds=DEFAULT_SEEDS)
     parser.add_argument("--shifts", default=",".join(SHIFTS),
                         help=f"comma-separated shift families (default: {','.join(SHIFTS)})")
     parser.add_argument("--widths", default="64,128", help="comma-separated MLP widths (default: 64,128)")
+    parser.add_argument("--robust-widths", default="64",
+                        help="widths that also run the long budget and the common rank (default: 64; '' for none)")
+    parser.add_argument("--long-budget", type=int, default=LONG_BUDGET,
+                        help=f"adaptation steps of the long-budget columns (default {LONG_BUDGET}; 0: none)")
+    parser.add_argument("--common-rank", type=int, default=COMMON_RANK,
+                        help=f"one rank for every method in the robustness columns (default {COMMON_RANK}; 0: none)")
     setup = StudySetup(parser, argv)
-    from figures.claims import no_free_lunch_figure
-    from figures.style import save  # here: matplotlib costs a second of every start-up
+    args = setup.args
     try:
-        shifts = [s for s in setup.args.shifts.split(",") if s]
-        widths = [int(w) for w in setup.args.widths.split(",") if w]
+        shifts = [s for s in args.shifts.split(",") if s]
         unknown = [s for s in shifts if s not in SHIFTS]
         if unknown:
-            raise ValueError(f"unknown shift family {unknown[0]!r}; choose from {', '.join(SHIFTS)}")
-        if not shifts or not widths or min(widths) < 1:
-            raise ValueError("--shifts and --widths need at least one valid entry each")
+            raise ValueError(f"--shifts: unknown shift family {unknown[0]!r}; choose from {', '.join(SHIFTS)}")
+        if not shifts:
+            raise ValueError("--shifts: needs at least one shift family")
+        widths = _int_list("--widths", args.widths)
+        robust = _int_list("--robust-widths", args.robust_widths, allow_empty=True)
+        if args.long_budget < 0 or args.common_rank < 0:
+            raise ValueError("--long-budget and --common-rank take an integer >= 0 (0: none)")
     except ValueError as error:
         parser.error(str(error))
-    lrs = sorted({*lr_grid(setup), FIXED_LR})
-    lines = ["# What nfl says about the papers' claims", "", f"Command: `{setup.command()}`", "", f"Rule: {RULE}.", ""]
-    for width in widths:
-        timing: dict[str, Records] = {}
-        figure_records: dict[str, Records] = {}
-        for i, shift in enumerate(shifts):
-            sub = sub_setup(setup, parser, shift, width)
-            grid = run_column(sub, lrs)
-            if i == 0:  # timing does not depend on the targets: measured once per width
-                plan = sub.plan(None)
-                timing = {"init_time": init_time.run(sub, plan), "train_time": train_time.run(sub, plan)}
-            columns = {"lr 1e-3": ([r for r in grid if r["lr"] == FIXED_LR], grid), "tuned lr": (at_tuned_lr(grid), grid)}
-            figure_records[shift] = columns["tuned lr"][0]
-            lines += [f"## width {width}, shift {shift}", "",
-                      f"{len(sub.seeds)} seed(s), learning-rate grid {', '.join(f'{lr:g}' for lr in lrs)}; "
-                      f"quality on {grid[0]['env']['device_name']}; "
-                      f"timing costs (fastest rounds) on {timing_device(timing)}.", "",
-                      where_the_update_lies(sub), "", *table(columns, timing), ""]
-        title = f"Test loss at tuned lr per shift family (width {width}, {len(setup.seeds)} seed(s))"
-        paths = save(no_free_lunch_figure(figure_records, title), setup.out / f"no_free_lunch_w{width}")
-        lines += [f"![no free lunch, width {width}]({paths[0].name})", ""]
+    steps = setup.config.train.adapt_epochs
+    lrs = sorted({*setup.lrs, FIXED_LR})
+    columns: list[Column] = []
+    timing_by: dict[tuple[int, int | None], dict[str, Records]] = {}
+    chosen = settings(widths, shifts, robust, steps, args.long_budget, args.common_rank)
+    subs = [(s, sub_setup(setup, parser, s)) for s in chosen]  # every setting checked before any work
+    for setting, sub in subs:
+        grid, added = run_column(sub, lrs)
+        key = (setting.width, setting.rank)
+        if key not in timing_by:  # timing does not depend on the targets or the budget
+            plan = sub.method_ranks
+            timing_by[key] = {"init_time": init_time.run(sub, plan), "train_time": train_time.run(sub, plan)}
+        note = where_the_update_lies(sub) if setting.rank is None and setting.steps == steps else ""
+        columns.append(Column(setting, grid, timing_by[key], added, len(sub.seeds), note))
+    text, _ = outputs(columns, setup.command(), setup.out)
     path = Path(setup.out) / "claims.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-    print("\n".join(lines))
+    path.write_text(text)
+    print(text)
     print(f"\nwritten: {path}")
 
 

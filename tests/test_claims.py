@@ -1,4 +1,5 @@
-"""The verdict rule on hand-made effects: clear, null, wrong-signed, too few seeds, and the table."""
+"""The verdict rule on hand-made effects: clear, null, wrong-signed, too few seeds; paired effects;
+the equivalence test on identical methods; and the table."""
 
 from __future__ import annotations
 
@@ -7,63 +8,107 @@ import math
 import numpy as np
 import pytest
 
-from nfl.claims import CLAIMS, MIN_SEEDS, bootstrap_effect, combine, timing_ratio, verdict, welch_difference
+from nfl.claims import (
+    CLAIMS, MIN_SEEDS, Effect, combine, decide, paired_difference, pairwise_spread, timing_ratio, verdict,
+)
 
 M = math.log10(1.1)
 
 
-def seeds(mean: float, n: int = 5, spread: float = 0.01) -> list[float]:
-    return list(mean + spread * np.linspace(-1, 1, n))
+def seeds(mean: float, n: int = 5, spread: float = 0.01, jitter: int = 0) -> dict[int, float]:
+    """log10 metrics over n seeds, evenly spread; ``jitter`` picks a small per-seed perturbation so two
+    sides are not exact shifts of each other (their differences would have no spread)."""
+    noise = np.random.default_rng(jitter).normal(0, spread / 4, n) if jitter else 0.0
+    return dict(enumerate(mean + spread * np.linspace(-1, 1, n) + noise))
 
 
-def test_welch_difference_matches_scipy_and_covers_the_difference() -> None:
+def test_a_paired_difference_is_the_paired_t_on_the_seeds_both_sides_have() -> None:
     from scipy import stats
 
-    a, b = [1.0, 1.2, 0.9, 1.1], [0.5, 0.7, 0.6]
-    effect = welch_difference(a, b)
-    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval()
-    assert (effect.low, effect.high) == pytest.approx((ci.low, ci.high))
-    assert effect.low < np.mean(a) - np.mean(b) < effect.high and effect.n == 3
+    a, b = {1: 1.0, 2: 1.2, 3: 0.9, 4: 1.1, 9: 5.0}, {1: 0.5, 2: 0.7, 3: 0.6, 4: 0.65}
+    effect = paired_difference(a, b)
+    ci = stats.ttest_rel([1.0, 1.2, 0.9, 1.1], [0.5, 0.7, 0.6, 0.65]).confidence_interval()
+    assert (effect.low, effect.high) == pytest.approx((ci.low, ci.high)) and effect.n == 4
+    assert effect.check is None  # a sign-flip interval needs 6 seeds
+
+
+def test_pairing_removes_what_the_seed_shares() -> None:
+    rng = np.random.default_rng(1)
+    shared = rng.normal(0, 0.5, 10)  # the seed's task and model move both methods alike
+    a = dict(enumerate(shared - 0.2 + rng.normal(0, 0.02, 10)))
+    b = dict(enumerate(shared + rng.normal(0, 0.02, 10)))
+    effect = paired_difference(a, b)
+    assert effect.high - effect.low < 0.1 and verdict(effect, "less", M) == "supported"
+    assert effect.check is not None and effect.check[0] < effect.estimate < effect.check[1]
+    assert decide(effect, "less", M) == ("supported", "paired t; sign-flip agrees")
 
 
 def test_a_clear_effect_is_supported_and_its_mirror_contradicted() -> None:
-    lower = welch_difference(seeds(-1.0), seeds(-0.5))  # log10 losses: treatment a third of control
+    lower = paired_difference(seeds(-1.0), seeds(-0.5, jitter=1))  # log10 losses: treatment a third of control
     assert verdict(lower, "less", M) == "supported"
     assert verdict(lower, "greater", M) == "contradicted"
 
 
 def test_a_null_effect_is_not_supported() -> None:
-    null = welch_difference(seeds(-1.0), seeds(-1.0, spread=0.012))
+    null = paired_difference(seeds(-1.0), seeds(-1.0, spread=0.012))
     assert verdict(null, "less", M) == "not supported"
     assert verdict(null, "greater", M) == "not supported"
     assert verdict(null, "within", M) == "supported"
 
 
 def test_an_effect_smaller_than_the_margin_but_significant_is_not_supported() -> None:
-    tiny = welch_difference(seeds(-1.0, 20, 0.001), seeds(-1.01, 20, 0.001))
+    tiny = paired_difference(seeds(-1.0, 20, 0.001), dict(enumerate(-1.01 + 0.001 * np.cos(np.arange(20)))))
     assert tiny.low > 0 and verdict(tiny, "greater", M) == "not supported"
 
 
 def test_an_interval_straddling_the_margin_is_inconclusive() -> None:
-    noisy = welch_difference(seeds(-1.0, spread=0.3), seeds(-1.1, spread=0.3))
+    noisy = paired_difference(seeds(-1.0, spread=0.3), dict(enumerate([-1.0, -1.4, -0.9, -1.3, -0.8])))
     assert verdict(noisy, "greater", M) == "inconclusive"
     assert verdict(noisy, "within", M) == "inconclusive"
 
 
 def test_too_few_seeds_is_inconclusive_however_large_the_effect() -> None:
-    few = welch_difference(seeds(-3.0, MIN_SEEDS - 1), seeds(0.0, MIN_SEEDS - 1))
+    few = paired_difference(seeds(-3.0, MIN_SEEDS - 1), seeds(0.0, MIN_SEEDS - 1))
     assert verdict(few, "less", M) == "inconclusive"
     assert verdict(None, "less", M) == "inconclusive"
 
 
+def test_when_the_sign_flip_check_disagrees_the_verdict_uses_the_hull() -> None:
+    effect = Effect(0.2, 0.05, 0.35, 8, "paired t", check=(-0.01, 0.3))  # t clears the margin, sign-flip does not
+    outcome, how = decide(effect, "greater", M)
+    assert outcome == "inconclusive" and how.startswith("hull") and "supported" in how
+    assert decide(effect.flipped(), "less", M)[0] == "inconclusive"
+
+
 def test_a_spread_beyond_the_margin_contradicts_a_within_claim() -> None:
-    assert verdict(welch_difference(seeds(-0.5), seeds(-1.0)), "within", M) == "contradicted"
+    sides = {"a": seeds(-0.5, jitter=1), "b": seeds(-1.0, jitter=2), "c": seeds(-1.01, jitter=3)}
+    effect, pair = pairwise_spread(sides)
+    assert verdict(effect, "within", M) == "contradicted" and pair == ("a", "c")
 
 
-def test_bootstrap_effect_of_a_mean_difference_agrees_in_sign_and_brackets_it() -> None:
-    a, b = seeds(2.0, 8, 0.2), seeds(1.0, 8, 0.2)
-    effect = bootstrap_effect(lambda x, y: x.mean() - y.mean(), [a, b])
-    assert effect.low < 1.0 < effect.high and effect.low > 0.5 and verdict(effect, "greater", 0.1) == "supported"
+def test_identical_methods_are_never_contradicted_as_within_a_few_percent() -> None:
+    """Ten identical methods, seeds shared, 300 simulated studies: the old worst/best bootstrap
+    said 'contradicted' in 89-100% of such runs; this test must never."""
+    rng = np.random.default_rng(7)
+    margin, outcomes = math.log10(1.05), []
+    for _ in range(300):
+        shared = rng.normal(-2.0, 0.3, 10)
+        methods = {f"m{i}": dict(enumerate(shared + rng.normal(0, 0.005, 10))) for i in range(10)}
+        outcomes.append(verdict(pairwise_spread(methods)[0], "within", margin))
+    assert "contradicted" not in outcomes
+    assert outcomes.count("supported") > 250  # and it can say so when the copies are this close
+
+
+def test_a_spread_interval_covers_the_largest_true_pairwise_ratio() -> None:
+    rng = np.random.default_rng(11)
+    true = {"a": 0.0, "b": 0.1, "c": 0.25}  # log10: the worst is c/a, 0.25
+    covered = []
+    for _ in range(200):
+        shared = rng.normal(0, 0.5, 10)
+        sides = {m: dict(enumerate(shared + mu + rng.normal(0, 0.1, 10))) for m, mu in true.items()}
+        effect, _ = pairwise_spread(sides)
+        covered.append(effect.low <= 0.25 <= effect.high)
+    assert np.mean(covered) >= 0.95
 
 
 def test_timing_ratio_estimates_from_the_fastest_rounds_and_spans_fastest_to_median() -> None:

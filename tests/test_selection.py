@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from nfl.selection import at_tuned_lr, select_lr, selected_step, tune
 
 
@@ -38,3 +42,42 @@ def test_test_losses_never_select() -> None:
 def test_the_selected_step_is_the_first_argmin() -> None:
     assert selected_step([0.5, 0.2, 0.3, 0.2]) == 1
     assert selected_step([0.1, 0.2]) == 0
+
+
+def test_the_interpolated_optimum_is_the_vertex_of_a_parabola_in_log_lr() -> None:
+    from nfl.selection import interpolated_lr
+
+    # log10 score = (log10 lr + 2.3)^2 - 1: the optimum at 10 ** -2.3, between the grid points 1e-2 and 3.16e-3
+    scores = {lr: 10 ** ((math.log10(lr) + 2.3) ** 2 - 1) for lr in (1e-3, 10 ** -2.5, 1e-2, 10 ** -1.5)}
+    assert interpolated_lr(scores) == pytest.approx(10 ** -2.3)
+    assert interpolated_lr({1e-3: 0.1, 1e-2: 0.2}) == 1e-3  # at an edge: the selected point itself
+    assert interpolated_lr({1e-3: 0.2, 1e-2: 0.1, 1e-1: None}) == 1e-2  # beside a diverged point
+    assert interpolated_lr({1e-3: 0.2, 1e-2: 0.2, 1e-1: 0.2}) == 1e-3  # flat: no interior minimum
+
+
+def test_a_selected_edge_extends_the_grid_by_its_own_step_until_interior_or_diverged() -> None:
+    from nfl.config import log_grid
+    from nfl.selection import extension, grid_lattice
+
+    lattice = grid_lattice(log_grid(1e-4, 1e-1, 7))
+    assert extension({1e-2: 0.3, 0.0316: 0.2, 0.1: 0.1}, lattice) == 0.316
+    assert extension({0.1: 0.3, 0.316: 0.1}, lattice) == 1.0  # the lattice's point, not 0.316 x 3.16 = 0.999
+    assert extension({1e-4: 0.1, 3.16e-4: 0.2}, lattice) == 3.16e-5
+    assert extension({1e-2: 0.3, 0.1: 0.1, 0.316: None}, lattice) is None  # the next point diverged
+    assert extension({1e-3: 0.3, 1e-2: 0.1, 0.1: 0.2}, lattice) is None  # interior
+    assert extension({3.16: 0.2, 10.0: 0.1}, lattice) is None  # bounded at 10
+    assert extension({1e-6: 0.1, 3.16e-6: 0.2}, lattice) is None  # and at 1e-6
+
+
+def test_resampled_lrs_reselect_on_each_resample_of_seeds() -> None:
+    import numpy as np
+
+    from nfl.selection import resampled_lrs
+
+    # seed 0 prefers 1e-2, seed 1 prefers 1e-1 (and diverges at 1e-3)
+    records = [record(1e-2, 0, 0.1), record(1e-1, 0, 0.5), record(1e-3, 0, 0.6),
+               record(1e-2, 1, 0.5), record(1e-1, 1, 0.1), record(1e-3, 1, None, None, diverged=4)]
+    lrs = resampled_lrs(records, np.array([[0, 0], [1, 1]]), [0, 1])
+    y = np.log10([0.6, 0.1, 0.5])  # seed 0 alone: the parabola's vertex, offset from 1e-2 in decades
+    assert lrs[0] == pytest.approx(10 ** (-2 - (y[2] - y[0]) / 2 / (y[0] - 2 * y[1] + y[2])))
+    assert lrs[1] == 1e-1  # seed 1 alone: 1e-3 diverged, 1e-1 is the edge
