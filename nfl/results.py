@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -53,8 +54,10 @@ def record_key(record: dict[str, Any]) -> tuple:
     return tuple(record.get(name) for name in CELL_FIELDS)
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The commit of the checkout this code runs from, when there is one."""
+    """The commit of the checkout this code runs from, when there is one (asked once a process: each
+    ask is a subprocess, and a study asks for every group it computes)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
