@@ -4,12 +4,19 @@ A store is one JSON object a line. A line that is not one (torn by a crash, unde
 so that its config no longer hashes to its ``config_hash``) or that repeats a cell is *set aside*:
 left out of what is read, with one line saying so, and moved to ``<store>.rejected`` with its line
 number by :meth:`ResultStore.repair`. Nothing is ever deleted.
+
+What many records share -- a run's config, command and environment -- may be stored once, as a
+*run context* line (:func:`context_record`), and named by each record (``"context": <id>``);
+reading joins the context's fields back into every record that names it, so readers see whole
+records. A record whose context is not in the store is set aside like a damaged line.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -28,13 +35,29 @@ from nfl.measure.devices import cpu_name, device_name
 CELL_FIELDS = ("study", "method", "rank", "seed", "width", "device", "config_hash", "lr", "measurement")
 
 
+CONTEXT = "context"
+
+
+def context_record(fields: dict[str, Any]) -> dict[str, Any]:
+    """A run context holding ``fields`` (config, command, environment), named by a digest of them."""
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, allow_nan=True).encode()).hexdigest()[:16]
+    return {CONTEXT: digest, **fields}
+
+
+def is_context(record: dict[str, Any]) -> bool:
+    """Whether ``record`` is a run context line rather than a cell's record."""
+    return CONTEXT in record and "study" not in record
+
+
 def record_key(record: dict[str, Any]) -> tuple:
     """The identity of the cell a record belongs to (the fields of ``nfl.sweep.Cell``)."""
     return tuple(record.get(name) for name in CELL_FIELDS)
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The commit of the checkout this code runs from, when there is one."""
+    """The commit of the checkout this code runs from, when there is one (asked once a process: each
+    ask is a subprocess, and a study asks for every group it computes)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
@@ -141,6 +164,15 @@ def _parse(number: int, raw: bytes) -> Line:
     return Line(number, raw, value)
 
 
+def _names_missing(line: Line, contexts: set[str]) -> bool:
+    record = line.record
+    return record is not None and not is_context(record) and CONTEXT in record and record[CONTEXT] not in contexts
+
+
+def _orphaned(line: Line) -> Line:
+    return Line(line.number, line.raw, None, f"names run context {line.record[CONTEXT]}, which the store does not hold")
+
+
 class ResultStore:
     """Append-only JSON lines, one record a line.
 
@@ -182,7 +214,8 @@ class ResultStore:
             return f.read(1) == b"\n"
 
     def lines(self) -> list[Line]:
-        """Every non-blank line, parsed; a later record of a cell already seen is set aside."""
+        """Every non-blank line, parsed; a later record of a cell (or context) already seen, and a
+        record naming a context the store does not hold, are set aside."""
         if not self.path.exists():
             return []
         out, seen = [], {}
@@ -191,22 +224,26 @@ class ResultStore:
                 continue
             line = _parse(number, raw)
             if line.record is not None and "failed" not in line.record:
-                key = record_key(line.record)
+                context = is_context(line.record)
+                key = (CONTEXT, line.record[CONTEXT]) if context else record_key(line.record)
                 if key in seen:
                     first = seen[key]
                     same = "same" if first.record == line.record else "different"
-                    why = f"a second record of the cell on line {first.number} ({same} values)"
+                    what = CONTEXT if context else "cell"
+                    why = f"a second record of the {what} on line {first.number} ({same} values)"
                     line = Line(number, raw, None, why)
                 else:
                     seen[key] = line
             out.append(line)
-        return out
+        held = {key[1] for key in seen if key[0] == CONTEXT}
+        return [_orphaned(line) if _names_missing(line, held) else line for line in out]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.records())
 
     def records(self) -> list[dict[str, Any]]:
-        """Every good record, in order; one line on stderr says how many lines were set aside."""
+        """Every good record, in order, its run context's fields joined in (contexts themselves are
+        not returned); one line on stderr says how many lines were set aside."""
         lines = self.lines()
         bad = [line for line in lines if line.record is None]
         if bad:
@@ -216,7 +253,13 @@ class ResultStore:
                 f"--resume moves them to {self.rejected_path.name}",
                 file=sys.stderr,
             )
-        return [line.record for line in lines if line.record is not None]
+        good = [line.record for line in lines if line.record is not None]
+        contexts = {r[CONTEXT]: r for r in good if is_context(r)}
+        return [{**contexts[r[CONTEXT]], **r} if CONTEXT in r else r for r in good if not is_context(r)]
+
+    def contexts(self) -> set[str]:
+        """The ids of the run contexts the store holds."""
+        return {line.record[CONTEXT] for line in self.lines() if line.record is not None and is_context(line.record)}
 
     def repair(self) -> int:
         """Move every set-aside line to ``<store>.rejected`` (with its line number and why), then

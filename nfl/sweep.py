@@ -175,10 +175,12 @@ def run_groups(
     desc: str = "cells",
     backend: Backend | None = None,
     seconds_per_cell: float | None = None,
+    announce: bool = True,
 ) -> list[dict[str, Any]]:
     """Compute every cell of ``groups`` not already in ``store`` (when ``resume``), a group at a time
     (``compute(group)`` returns one record per cell), append each record as it arrives, and return
-    the records of the cells that succeeded, in their order, read back from the store."""
+    the records of the cells that succeeded, in their order, read back from the store. ``announce``
+    False leaves saying what is to come to the caller (a sweep made of several calls)."""
     cells = [cell for group in groups for cell in group]
     if not cells:
         return []
@@ -190,7 +192,7 @@ def run_groups(
     count = sum(map(len, todo))
     unused = sum(1 for r in records if "failed" not in r and record_key(r) not in wanted)
     total_s = None if seconds_per_cell is None else seconds_per_cell * count
-    estimate = _announce(desc, store, len(cells), count, unused, total_s)
+    estimate = _announce(desc, store, len(cells), count, unused, total_s) if announce else ""
     saved, failed = len(cells) - count, 0
     label = f"{desc} {estimate}".strip()
     with _stop_requests() as stop, tqdm(total=count, desc=label, unit="cell", file=sys.stderr, leave=False) as bar:
@@ -233,7 +235,9 @@ def run_cells(
     desc: str = "cells",
     backend: Backend | None = None,
     seconds_per_cell: float | None = None,
+    announce: bool = True,
 ) -> list[dict[str, Any]]:
     """:func:`run_groups` with one cell a group: ``compute(cell)`` returns its record."""
     groups = [[cell] for cell in cells]
-    return run_groups(groups, lambda group: [compute(group[0])], store, resume, desc, backend, seconds_per_cell)
+    return run_groups(groups, lambda group: [compute(group[0])], store, resume, desc, backend, seconds_per_cell,
+                      announce)

@@ -44,8 +44,8 @@ def study_parser(name: str, description: str, ranks_help: str = "each method's d
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
     parser.add_argument("--quick", action="store_true",
                         help="smaller defaults, same outputs: one seed, three learning rates of the grid and "
-                             "(timing studies) 21 timing rounds, not 31; a flag you give (--seeds, --lr-grid, "
-                             "--rounds) is kept")
+                             "(timings) only the default ranks and the ends of the rank range, at most 11 rounds "
+                             "a cell, not 21; a flag you give (--seeds, --lr-grid, --rounds, --ranks) is kept")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: 1 below width 256, else 2; see nfl.measure.threads); recorded in every record's environment")
     parser.add_argument(
         "--engine", choices=("batched", "sequential"), default="batched",

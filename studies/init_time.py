@@ -12,10 +12,9 @@ from typing import Any, Callable, Sequence
 
 import adapters
 from nfl import cli
-from nfl.measure.policy import FULL_ROUNDS, QUICK_ROUNDS
 from nfl.measure.prepared import prepared_init
 from nfl.measure.rounds import clock_label, format_ms, noisy_line
-from nfl.measure.runner import add_rounds_argument, checks, run_timed, threads
+from nfl.measure.runner import add_rounds_argument, checks, quick_note, run_timed, threads
 from nfl.model import target_layer_names
 from nfl.sweep import Cell
 from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
@@ -64,6 +63,7 @@ def timing_outputs(
         records = stores[study]
         t = records[0]["timing"]
         subtitle = f"{t['device_name']}, {threads(t['num_threads'])}, width {config_of(records).model.width}"
+        subtitle += quick_note(records)
         lines = [summary(records, column), "", *checks(records), *extra_checks(records),
                  noisy_line(records, t["num_threads"])]
         return {study: "\n".join(lines)}, save(cost_figure(records, title, unit, subtitle), out / study)
@@ -79,7 +79,7 @@ def timing_main(argv: Sequence[str] | None, study: str, description: str, run: C
                 outputs: Callable[[Stores, Path], Outputs]) -> None:
     """The command line shared by the timing studies: rounds, then the study's outputs."""
     parser = study_parser(study, description, ranks_help=",".join(map(str, SWEEP_RANKS)))
-    add_rounds_argument(parser, None, f"default {FULL_ROUNDS}; {QUICK_ROUNDS} with --quick")
+    add_rounds_argument(parser)
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
     setup.show(outputs({study: run(setup)}, setup.out), [setup.out / f"{study}.jsonl"])
 

@@ -17,16 +17,11 @@ import numpy as np
 import adapters
 from nfl.nodes import by_node_kind
 from nfl.measure import runner
-from nfl.measure.policy import QUICK_ROUNDS
 from nfl.measure.rounds import noisy_line
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
 from studies.outputs import Outputs, Stores, config_of, seed_count
-
-# The timing panels' rounds: those of train_time --quick, which held LoRA/PiSSA under load. With 11
-# rounds a busy host left one cell without a quiet round in a default run (LoRA/PiSSA r=2: 1.375).
-TIMING_ROUNDS = QUICK_ROUNDS
 
 
 def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]]) -> str:
@@ -84,7 +79,7 @@ def outputs(stores: Stores, out: Path) -> Outputs:
         timed_init, timed_train = init_by.get(kind, []), train_by.get(kind, [])
         threads = timed_train[0]["timing"]["num_threads"] if timed_train else "?"
         subtitle = (f"preset {cfg.preset}, width {cfg.model.width}, {seed_count(adapt)} seed(s), {kind} "
-                    f"({threads} thread{'' if threads == 1 else 's'})")
+                    f"({threads} thread{'' if threads == 1 else 's'}){runner.quick_note(timed_train)}")
         stem = "" if len(kinds) == 1 else f"_node{i + 1}"
         paths += save(figure2(tuned, timed_init, timed_train, subtitle, zero), out / f"figure2{stem}", note)
         paths += save(pareto_figure(tuned, timed_train, subtitle), out / f"pareto{stem}", note)
@@ -96,7 +91,7 @@ def outputs(stores: Stores, out: Path) -> Outputs:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("pareto", __doc__.splitlines()[0], ranks_help=",".join(map(str, SWEEP_RANKS)))
-    runner.add_rounds_argument(parser, TIMING_ROUNDS, f"default {TIMING_ROUNDS}; studies.train_time and init_time take more")
+    runner.add_rounds_argument(parser)
     setup = StudySetup(parser, argv, default_ranks=SWEEP_RANKS)
     defaults = setup.plan(None)
     # The sweeps always include each method's default rank, so the Pareto view can place it.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from nfl.results import ResultStore
 from studies import grad_norm, init_time, pareto, train_time
 
 pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
@@ -15,7 +15,8 @@ TINY = ["--pretrain-epochs", "10", "--adapt-epochs", "3", "--seeds", "1", "--qui
 
 
 def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The store's records as a reader sees them: whole, with their run's config and environment."""
+    return ResultStore(path).records()
 
 
 def assert_figure(stem: Path) -> None:
@@ -33,10 +34,11 @@ def test_grad_norm_sweeps_ranks(tmp_path: Path) -> None:
 
 def test_init_time_leaves_out_full_fine_tuning_and_times_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     init_time.main([*TINY, "--methods", "full,pissa", "--ranks", "1,2,16", "--rounds", "2", "--out", str(tmp_path)])
-    rounds = read(tmp_path / "init_time.jsonl")  # one record per cell and round
+    stored = read(tmp_path / "init_time.jsonl")
+    rounds = [r for r in stored if "block" in r]  # one record per cell and round, beside one per cell
     assert sorted((r["method"], r["rank"], r["round"]) for r in rounds) == [("pissa", q, k) for q in (1, 2) for k in (0, 1)]
     assert all(r["block"]["seconds"] > 0 and r["block"]["clock"] == "thread_cpu" for r in rounds)
-    records = rounds[:2]
+    records = sorted((r for r in stored if "summary" in r), key=lambda r: r["rank"])
     assert [r["summary"]["trainable_params"] for r in records] == [16, 32]
     assert "skipping pissa at rank 16: PiSSA needs 1 <= rank <= min(out, in) = 8, got 16" in capsys.readouterr().err
     assert_figure(tmp_path / "init_time")
@@ -46,12 +48,13 @@ def test_train_time_records_time_and_memory(tmp_path: Path) -> None:
     argv = [*TINY, "--methods", "full,lora", "--ranks", "2", "--device", "cpu", "--threads", "1", "--rounds", "2"]
     train_time.main([*argv, "--out", str(tmp_path)])
     records = read(tmp_path / "train_time.jsonl")
-    assert sorted((r["method"], r["round"]) for r in records) == [("full", 0), ("full", 1), ("lora", 0), ("lora", 1)]
-    lora = next(r for r in records if r["method"] == "lora")
+    rounds = [r for r in records if "block" in r]
+    assert sorted((r["method"], r["round"]) for r in rounds) == [("full", 0), ("full", 1), ("lora", 0), ("lora", 1)]
+    lora = next(r for r in records if r["method"] == "lora" and "memory" in r)
     # LoRA r=2 on 8x8: 32 float32 parameters -> 128 B each for params and grads, 256 B Adam moments + 2 steps.
     assert lora["memory"]["parameters"] == 128 and lora["memory"]["total"] == 128 * 4 + 2 * 4
     assert lora["memory"]["measured_peak"] is None  # the CPU has no allocator statistics
-    assert lora["block"]["seconds"] > 0 and lora["env"]["cpu_threads"] == 1
+    assert all(r["block"]["seconds"] > 0 for r in rounds) and lora["env"]["cpu_threads"] == 1
     assert_figure(tmp_path / "train_time")
 
 

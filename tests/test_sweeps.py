@@ -185,7 +185,7 @@ def test_cuda_without_cuda_and_an_output_file_are_bad_input(tmp_path: Path, caps
 def test_a_rank_one_method_cannot_take_is_skipped_in_a_sweep(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     init_time.main([*TINY, "--quick", "--methods", "miss_e", "--ranks", "4,9", "--rounds", "2", "--out", str(tmp_path)])
     assert "skipping miss_e at rank 9: MiSS^e needs 1 <= rank <= in_features = 8, got 9" in capsys.readouterr().err
-    assert {json.loads(line)["rank"] for line in (tmp_path / "init_time.jsonl").read_text().splitlines()} == {4}
+    assert {r["rank"] for r in ResultStore(tmp_path / "init_time.jsonl").records()} == {4}
 
 
 def test_divergence_is_recorded_and_left_out_of_the_figure(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

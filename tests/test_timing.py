@@ -8,10 +8,12 @@ is shared and noisy, so no timing targets.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -20,11 +22,13 @@ import adapters
 from nfl.measure.blocks import BlockTimer
 from nfl.measure.clocks import clock_for
 from nfl.measure.devices import accelerator_for, cpu_name
-from nfl.measure.policy import NOISY_MARGIN
+from nfl.config import config_digest
 from nfl.measure.prepared import prepared_init, prepared_train_step
-from nfl.measure.rounds import format_ms, is_noisy, noisy_line, round_order, run_rounds, summarise
-from nfl.measure.runner import checks
-from nfl.results import ResultStore
+from nfl.measure.rounds import (
+    StopRule, aggregate_stored, format_ms, noisy_line, round_cell, round_order, run_rounds, summarise,
+)
+from nfl.measure.runner import checks, quick_plan
+from nfl.results import ResultStore, is_context
 from nfl.stats import format_mean_ci
 from nfl.sweep import Cell, SweepInterrupted
 from nfl.tasks import Dataset
@@ -167,6 +171,10 @@ def test_a_block_starts_warm_so_a_cold_first_call_is_not_measured() -> None:
 # --- interleaved rounds ------------------------------------------------------------------------
 
 
+CONTEXT = {"command": "python -m studies.t", "env": {"cpu_threads": 1, "device_name": "cpu"}}
+FIXED = StopRule(max_rounds=4, min_rounds=4)
+
+
 def cells(n: int = 5) -> list[Cell]:
     return [Cell("t", "lora", r, 0, 8, "cpu", "h", measurement="quick") for r in range(1, n + 1)]
 
@@ -175,46 +183,131 @@ def fake_block(seconds: float) -> dict:
     return {"clock": "thread_cpu", "seconds": seconds, "wall_s": 2 * seconds, "calls": 1}
 
 
-def recording(log: list[Cell]):
-    def measure_once(cell: Cell) -> dict:
-        log.append(cell)
-        return {"summary": {"trainable_params": cell.rank}, "block": fake_block(1e-3 * cell.rank)}
+def timers(log: list[Cell], seconds: Callable[[Cell, int], float] = lambda cell, i: 1e-3 * cell.rank):
+    """A ``prepare`` for run_rounds whose timers log each block and return ``seconds(cell, i)`` for
+    the cell's i-th block."""
+    def prepare(cell: Cell):
+        def block() -> dict:
+            log.append(cell)
+            return fake_block(seconds(cell, sum(c == cell for c in log) - 1))
 
-    return measure_once
+        return block, {"summary": {"trainable_params": cell.rank}}
+
+    return prepare
 
 
 def test_every_round_times_every_cell_once_in_a_seeded_shuffled_order(tmp_path: Path) -> None:
     log: list[Cell] = []
-    records = run_rounds(cells(), recording(log), ResultStore(tmp_path / "s.jsonl"), rounds=4, seed=7)
+    records = run_rounds(cells(), timers(log), ResultStore(tmp_path / "s.jsonl"), rule=FIXED, seed=7, context=CONTEXT)
     per_round = [log[5 * r: 5 * r + 5] for r in range(4)]
     assert all(sorted(c.rank for c in rnd) == [1, 2, 3, 4, 5] for rnd in per_round)
     assert per_round == [round_order(cells(), 7, r) for r in range(4)]
     assert len({tuple(c.rank for c in rnd) for rnd in per_round}) > 1, "the order changes from round to round"
     assert round_order(cells(), 7, 0) == round_order(cells(), 7, 0) != round_order(cells(), 8, 0)
     assert [r["rank"] for r in records] == [1, 2, 3, 4, 5] and all(r["timing"]["rounds"] == 4 for r in records)
-    assert len(ResultStore(tmp_path / "s.jsonl").records()) == 20  # one record per (cell, round)
+    stored = ResultStore(tmp_path / "s.jsonl").records()
+    assert sum("block" in r for r in stored) == 20  # one record per (cell, round)
+
+
+def test_cells_stop_once_their_fastest_round_is_reproduced_and_the_rest_go_on(tmp_path: Path) -> None:
+    # Cell 1 is steady; cell 2 is fast in its 5th round only (never reproduced); cell 3 speeds up
+    # from its 5th round on and is confirmed by three fast rounds. (Any share of quiet rounds will do.)
+    values = {1: [1.0] * 12, 2: [2.0, 2.6, 3.2, 2.4, 1.0, 2.2, 2.8, 2.0, 3.0, 2.5], 3: [3.0, 3.3, 3.6, 3.0] + [2.0] * 8}
+    log: list[Cell] = []
+    rule = StopRule(max_rounds=10, min_rounds=3, tolerance=0.05, confirmations=2, miss_chance=1.0)
+    records = run_rounds(cells(3), timers(log, lambda cell, i: values[cell.rank][i]), ResultStore(tmp_path / "s.jsonl"),
+                         rule=rule, seed=1, context=CONTEXT)
+    timing = {r["rank"]: r["timing"] for r in records}
+    assert {rank: t["rounds"] for rank, t in timing.items()} == {1: 3, 2: 10, 3: 7}
+    assert timing[1]["confirmed"] and timing[3]["confirmed"] and timing[3]["fastest_s"] == 2.0
+    assert timing[2]["noisy"] and timing[2]["fastest_s"] == 1.0, "an unreproduced fastest round is flagged, not hidden"
+    assert [c.rank for c in log[9:]].count(1) == 0, "a confirmed cell leaves the rounds"
+    rounds_of_3 = [i for i, c in enumerate(log) if c.rank == 3]
+    assert all(any(c.rank == 2 for c in log[a:b]) for a, b in zip(rounds_of_3[3:], rounds_of_3[4:])), "still interleaved"
+
+
+def test_under_load_rounds_that_agree_on_a_slowed_value_do_not_stop_a_cell(tmp_path: Path) -> None:
+    # Cells 1 and 2 show that quiet rounds are rare; cell 3's first rounds agree on 1.3, its cost is 1.0.
+    values = {1: [1.0, 1.5, 1.7, 1.4, 1.6, 1.5, 1.8, 1.0, 1.6, 1.7, 1.0, 1.5],
+              2: [1.6, 1.0, 1.5, 1.7, 1.4, 1.8, 1.5, 1.6, 1.0, 1.5, 1.6, 1.0],
+              3: [1.3, 1.31, 1.29, 1.3, 1.3, 1.3, 1.0, 1.3, 1.0, 1.0, 1.3, 1.0]}
+    seconds = lambda cell, i: values[cell.rank][i]  # noqa: E731
+    fastest = {}
+    for miss_chance in (1.0, 0.01):
+        rule = StopRule(max_rounds=12, min_rounds=3, tolerance=0.05, confirmations=2, miss_chance=miss_chance)
+        records = run_rounds(cells(3), timers([], seconds), ResultStore(tmp_path / f"{miss_chance}.jsonl"), rule=rule,
+                             seed=0, context=CONTEXT)
+        fastest[miss_chance] = records[2]["timing"]["fastest_s"]
+    assert fastest == {1.0: 1.29, 0.01: 1.0}
+
+
+def test_the_share_of_quiet_rounds_sets_how_many_rounds_settle_a_cell() -> None:
+    rule = StopRule(max_rounds=10, min_rounds=3, tolerance=0.05, confirmations=2, miss_chance=0.01)
+    assert rule.quiet_share([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 2.0, 2.0], []]) == 0.5  # 3 of 6, fastest rounds left out
+    assert rule.quiet_share([]) == 0.0
+    steady = [1.0] * 4
+    assert rule.open(steady, 0.5) and not rule.open(steady * 2, 0.5), "0.5^4 > 1% >= 0.5^7"
+    assert not rule.open(steady, 0.9) and rule.open(steady, 0.0), "no evidence of quiet rounds: on to the maximum"
+
+
+def test_records_store_the_run_once_and_each_round_only_what_varies(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "s.jsonl")
+    config = {"seed": 0}
+    context = {**CONTEXT, "config": config, "config_hash": config_digest(config)}
+    run_rounds(cells(2), timers([]), store, rule=FIXED, seed=0, context=context)
+    lines = [json.loads(line) for line in store.path.read_text().splitlines()]
+    assert sum(is_context(line) for line in lines) == 1 and sum("summary" in line for line in lines) == 2
+    rounds = [line for line in lines if "block" in line]
+    assert len(rounds) == 8 and all(set(r) == {*Cell.__dataclass_fields__, "round", "block"} for r in rounds)
+    again = run_rounds(cells(2), timers([]), store, rule=StopRule(6, 6), seed=0, context=context, resume=True)
+    assert sum(is_context(json.loads(line)) for line in store.path.read_text().splitlines()) == 1, "stored once"
+    read = aggregate_stored(store.records())  # as studies.report reads it: whole records
+    assert read[0]["config"] == config and read[0]["timing"]["num_threads"] == 1 and read[0]["summary"]
+    assert [r["timing"]["rounds"] for r in again] == [6, 6]
+
+
+def test_a_store_written_before_run_contexts_is_still_read(tmp_path: Path) -> None:
+    old = [{**round_cell(c, r).to_dict(), "round": r, "block": fake_block(1e-3), "summary": {"trainable_params": 1},
+            "command": "python -m studies.t", "config": {}, "env": CONTEXT["env"]} for c in cells(2) for r in range(3)]
+    read = aggregate_stored(old)
+    assert [r["timing"]["rounds"] for r in read] == [3, 3] and read[0]["summary"] == {"trainable_params": 1}
+
+
+def test_a_record_whose_run_context_is_lost_is_set_aside(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "s.jsonl")
+    run_rounds(cells(1), timers([]), store, rule=FIXED, seed=0, context=CONTEXT)
+    lines = store.path.read_text().splitlines()
+    store.path.write_text("\n".join(line for line in lines if not is_context(json.loads(line))) + "\n")
+    bad = [line for line in store.lines() if line.record is None]
+    assert len(bad) == 1 and "run context" in bad[0].reason and "summary" in bad[0].raw.decode()
+    assert store.repair() == 1 and all(line.record is not None for line in store.lines())
 
 
 def test_a_stopped_sweep_resumes_without_losing_a_finished_round(tmp_path: Path) -> None:
     store = ResultStore(tmp_path / "s.jsonl")
     log: list[Cell] = []
-    measure = recording(log)
+    prepare = timers(log)
 
-    def stop_in_round_three(cell: Cell) -> dict:
-        if len(log) == 12:  # the third cell of round 3: ask to stop, as Ctrl-C does
-            os.kill(os.getpid(), signal.SIGINT)
-        return measure(cell)
+    def stop_in_round_three(cell: Cell):
+        block, fields = prepare(cell)
+
+        def stopping() -> dict:
+            if len(log) == 12:  # the third cell of round 3: ask to stop, as Ctrl-C does
+                os.kill(os.getpid(), signal.SIGINT)
+            return block()
+
+        return stopping, fields
 
     with pytest.raises(SweepInterrupted):
-        run_rounds(cells(), stop_in_round_three, store, rounds=4, seed=1)
-    assert len(store.records()) == 13  # rounds 1 and 2, and round 3 up to the stop
+        run_rounds(cells(), stop_in_round_three, store, rule=FIXED, seed=1, context=CONTEXT)
+    assert sum("block" in r for r in store.records()) == 13  # rounds 1 and 2, and round 3 up to the stop
     log.clear()
-    records = run_rounds(cells(), measure, store, rounds=4, seed=1, resume=True)
+    records = run_rounds(cells(), prepare, store, rule=FIXED, seed=1, context=CONTEXT, resume=True)
     assert len(log) == 7  # the rest of round 3 and round 4, nothing measured twice
     assert all(r["timing"]["rounds"] == 4 for r in records)
     log.clear()
-    run_rounds(cells(), measure, store, rounds=6, seed=1, resume=True)
-    assert len(log) == 10, "asking for more rounds measures only the new ones"
+    run_rounds(cells(), prepare, store, rule=StopRule(6, 6), seed=1, context=CONTEXT, resume=True)
+    assert len(log) == 10, "allowing more rounds measures only the new ones"
 
 
 def test_aggregation_takes_the_fastest_round_with_median_and_quartiles_beside_it() -> None:
@@ -229,15 +322,10 @@ def test_aggregation_takes_the_fastest_round_with_median_and_quartiles_beside_it
 def test_load_that_hits_most_rounds_of_one_cell_leaves_its_cost_alone(tmp_path: Path) -> None:
     # Two cells of identical cost; the load lands on 7 of 9 rounds of one and 2 of 9 of the other.
     # Their medians then differ by the load; their fastest rounds do not.
-    log: list[Cell] = []
     hit = {1: {0, 1, 2, 3, 4, 6, 8}, 2: {2, 7}}
-
-    def measure_once(cell: Cell) -> dict:
-        log.append(cell)
-        round_index = (len(log) - 1) // 2
-        return {"summary": {}, "block": fake_block(1e-3 * (2.0 if round_index in hit[cell.rank] else 1.0))}
-
-    records = run_rounds(cells(2), measure_once, ResultStore(tmp_path / "s.jsonl"), rounds=9, seed=3)
+    seconds = lambda cell, i: 1e-3 * (2.0 if i in hit[cell.rank] else 1.0)  # noqa: E731
+    records = run_rounds(cells(2), timers([], seconds), ResultStore(tmp_path / "s.jsonl"), rule=StopRule(9, 9), seed=3,
+                         context=CONTEXT)
     first, second = (r["timing"] for r in records)
     assert first["fastest_s"] == second["fastest_s"] == pytest.approx(1e-3)
     assert first["median_s"] == pytest.approx(2e-3) and second["median_s"] == pytest.approx(1e-3)
@@ -255,16 +343,32 @@ def test_the_checks_say_when_the_median_round_ran_well_above_the_fastest() -> No
 
 
 def test_the_noise_rule_on_hand_made_timings() -> None:
+    rule = StopRule(max_rounds=5)
     steady = summarise([fake_block(s) for s in (1.00, 1.02, 0.98, 1.01, 0.99)])
-    bursty = summarise([fake_block(s) for s in (1.0, 1.4, 1.5, 2.0, 2.0)])  # lower quartile 1.4: 40% above the fastest
-    edge = {"fastest_s": 1.0, "q1_s": 1 + NOISY_MARGIN}  # exactly at the margin: not noisy
-    assert not steady["noisy"] and bursty["noisy"] and not is_noisy(edge)
-    records = [{"method": "lora", "rank": 1, "timing": steady}, {"method": "pissa", "rank": 2, "timing": bursty}]
+    lucky = summarise([fake_block(s) for s in (1.0, 1.4, 1.5, 2.0, 2.0)])  # the fastest round never seen again
+    edge = [1.0, 1.0 + rule.tolerance, 1.0 + rule.tolerance]  # reproduced exactly at the tolerance: confirmed
+    assert not steady["noisy"] and lucky["noisy"] and rule.confirmed(edge) and not rule.confirmed(edge[:2])
+    records = [{"method": "lora", "rank": 1, "timing": steady}, {"method": "pissa", "rank": 2, "timing": lucky}]
     line = noisy_line(records, threads=2)
     assert "1 of 2 cells: pissa r=2" in line and "lora" not in line and "one thread" in line
     assert "one thread" not in noisy_line(records, threads=1)
     assert noisy_line(records[:1], 1).startswith("noise: no cell")
-    assert format_ms(bursty).endswith(" *") and not format_ms(steady).endswith("*")
+    assert format_ms(lucky).endswith(" *") and not format_ms(steady).endswith("*")
+
+
+def test_a_rule_needs_its_minimum_and_stops_at_its_maximum() -> None:
+    rule = StopRule(max_rounds=6, min_rounds=4, tolerance=0.05, confirmations=2)
+    assert rule.open([1.0, 1.0, 1.0], 1.0), "confirmed, but below the minimum"
+    assert not rule.open([1.0, 1.0, 1.0, 1.0], 1.0) and rule.open([1.0, 2.0, 3.0, 4.0], 1.0)
+    assert not rule.open([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 1.0), "the maximum ends it, confirmed or not"
+    with pytest.raises(ValueError, match="min_rounds"):
+        StopRule(max_rounds=3, min_rounds=4)
+
+
+def test_quick_times_each_methods_default_rank_and_the_ends_of_its_range() -> None:
+    plan = {"lora": [1, 2, 4, 8, 64], "vera": [1, 2, 64], "full": [None]}
+    defaults = {"lora": [2], "vera": [64], "full": [None]}
+    assert quick_plan(plan, defaults) == {"lora": [1, 2, 64], "vera": [1, 64], "full": [None]}
 
 
 def test_one_round_prints_n_equals_1_and_no_interval() -> None:

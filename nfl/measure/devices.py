@@ -7,6 +7,7 @@ the CUDA back end's logic on a CPU-only machine.
 
 from __future__ import annotations
 
+import functools
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ class Cuda:
         return torch.cuda.max_memory_allocated(self.device)
 
 
+@functools.cache
 def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     """The processor's model, e.g. "AMD EPYC 7763 64-Core Processor": the first "model name" of
     ``cpuinfo`` (Linux), else what ``platform`` reports (often only the architecture)."""

@@ -23,17 +23,35 @@ WARMUP, QUICK_WARMUP = 3, 2
 # --- rounds (nfl.measure.rounds) ---------------------------------------------------------------
 
 # Many short rounds rather than few long ones: on a loaded machine a cell's time drifts over seconds,
-# and each round is one more chance at a quiet moment; a cell's cost is its fastest round. With 11
-# rounds a busy host left one cell of a default pareto run without a quiet round (LoRA/PiSSA r=2:
-# 1.375); with 21 the two default runs made right after held (0.972-1.053, 0.923-1.020).
-FULL_ROUNDS, QUICK_ROUNDS = 31, 21
+# and each round is one more chance at a quiet moment; a cell's cost is its fastest round. A cell
+# gets at least MIN_ROUNDS rounds and at most MAX_ROUNDS (QUICK_MAX_ROUNDS with --quick); in between
+# it stops once its fastest round is reproduced within CONFIRM_TOLERANCE by CONFIRMATIONS others and
+# the chance that all its rounds missed a quiet moment is at most MISS_CHANCE, a round being quiet as
+# often as the sweep's rounds have come within the tolerance of their cell's fastest (nfl.measure.rounds).
+# Chosen by replaying the rule on fixed 41-round sweeps of every train_time (71) and init_time (70)
+# cell, one thread, 2 cores shared with other work (load average 5-6) and with two spinning processes
+# added (11-12); error = a cell's cost over its 41-round fastest, ratio = LoRA/PiSSA at 7 ranks:
+#   shared: step cells 5.3 rounds (fixed: 21), error median 2.0%, 95th percentile 6.9%, ratio
+#           0.975-1.021; init cells 5.7 rounds, error median 2.7%, 95th percentile 5.2%, worst 18%
+#           (MiLoRA r=1, whose first rounds sat 18-26% above its later ones);
+#   loaded: step cells 21 rounds, error 95th percentile 1.2%, ratio 0.947-1.028 (fixed 21: the same);
+#           init cells 8.1 rounds (44% of their longer rounds stayed quiet), 95th percentile 9.8%.
+# Without the quiet-share condition (only "reproduced by 2 within 5%") the loaded step cells stopped
+# after 7.6 rounds and LoRA/PiSSA fell to 0.893: under load a cell's rounds can agree on a slowed
+# value. A 3% tolerance never let the loaded sweep stop; MISS_CHANCE 0.05 stopped it after 12 rounds
+# with LoRA/PiSSA at 1.057, 0.02 after 19.3 (0.947-1.028) but init cells on the shared machine after 4.8
+# with a 95th percentile of 6.7%.
+MIN_ROUNDS = 4
+CONFIRM_TOLERANCE = 0.05
+CONFIRMATIONS = 2
+MISS_CHANCE = 0.01
+# The maximum: with 11 fixed rounds a busy host once left a cell of a default pareto run without a
+# quiet round (LoRA/PiSSA r=2: 1.375); with 21 the two default runs made right after held
+# (0.972-1.053, 0.923-1.020). Replayed under load, a maximum of 15 kept LoRA/PiSSA at 0.928-1.035.
+MAX_ROUNDS, QUICK_MAX_ROUNDS = 21, 15
 
-# --- the noise rule and load (nfl.measure.rounds, nfl.measure.runner) ----------------------------
+# --- load (nfl.measure.runner) -----------------------------------------------------------------
 
-# A cost is noise when fewer than a quarter of its rounds came within this margin of the fastest:
-# it then rests on a few lucky rounds (on idle machines the lower quartile sat within 7% for step
-# times and 22% for init times; under heavy load beyond 25% for a third of the cells).
-NOISY_MARGIN = 0.25
 # Wall / CPU time, or the median round over the fastest, above this (median over cells): the machine
 # was busy, and the checks say so.
 LOADED = 1.2

@@ -1,33 +1,104 @@
-"""Timing in interleaved rounds: a busy machine slows every cell alike instead of whichever is
-being timed when the load arrives.
+"""Timing in interleaved rounds until each cell's cost is confirmed: a busy machine slows every
+cell alike instead of whichever is being timed when the load arrives, and a cell stops being timed
+once more rounds would not change its cost.
 
-Each round times every (method, rank) cell once, as one block of calls, in an order shuffled
+Each round times every open (method, rank) cell once, as one block of calls, in an order shuffled
 from (seed, round). A cell's cost is its fastest round; the median and quartiles over its rounds
-say how much load it met. Load only ever adds time, and the rounds give every cell many chances,
-spread over the whole sweep, at a quiet moment: with two processes spinning both cores of a
-2-core machine, LoRA's fastest round over PiSSA's (identical math) stayed within 0.92-1.06 at
-every rank in 14 runs of 14, where the ratio of medians left 0.9-1.1 in 7 of them, and in 2 of 6
-even after dividing out the load that neighbouring blocks saw (docs/design.md has the runs).
-The store holds one record per (cell, round) -- the round is part of the cell's ``measurement``
--- written as it is measured, so a stopped sweep loses at most the block being timed and
-``--resume`` continues where it stopped. :func:`aggregate` turns the per-round records back
-into one record per cell when reading.
+say how much load it met. Load only ever adds time, and the rounds give every cell chances, spread
+over the sweep, at a quiet moment: with two processes spinning both cores of a 2-core machine,
+LoRA's fastest round over PiSSA's (identical math) stayed within 0.92-1.06 at every rank in 14 runs
+of 14, where the ratio of medians left 0.9-1.1 in 7 of them (docs/design.md has the runs).
+
+When to stop (:class:`StopRule`) is the idea of ``torch.utils.benchmark``'s ``adaptive_autorange``
+-- measure until a spread statistic is small, between a minimum and a maximum -- on the lower tail,
+since load only adds time: a cell is *confirmed* once its fastest round has been reproduced within a
+tolerance by enough of its other rounds, and then leaves the rounds; the cells still open go on
+being interleaved. A cell that reaches the maximum unconfirmed is noisy (its cost rests on a lucky
+round or the load never let up). The block itself is calibrated as ``timeit``'s autorange does
+(:class:`nfl.measure.blocks.BlockTimer`); the constants are in :mod:`nfl.measure.policy`.
+
+The store holds, per run, one run context (config, command, environment), per cell one record of
+what is fixed (its summary, its rerun command), and per (cell, round) one small record of the block
+-- the round is part of the cell's ``measurement`` -- written as it is measured, so a stopped sweep
+loses at most the block being timed and ``--resume`` continues where it stopped. :func:`aggregate`
+joins them back into one record per cell when reading.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from nfl.cli import duration
 from nfl.measure.clocks import CLOCK_LABELS
-from nfl.measure.policy import NOISY_MARGIN
-from nfl.results import ResultStore
-from nfl.sweep import Cell, record_key, run_cells
+from nfl.measure.policy import CONFIRMATIONS, CONFIRM_TOLERANCE, MIN_ROUNDS, MISS_CHANCE
+from nfl.results import CONTEXT, ResultStore, context_record, record_key
+from nfl.sweep import Cell, run_cells
 
-NOISE_HELP = "more rounds (--rounds), a quieter machine"
-NOISE_RULE = f"fewer than a quarter of its rounds within {NOISY_MARGIN:.0%} of the fastest"
+NOISE_HELP = "a higher maximum (--rounds), a quieter machine"
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """How many rounds a cell gets: at least ``min_rounds`` and at most ``max_rounds``; in between,
+    until it is *settled*: its fastest round reproduced within ``tolerance`` (relative) by
+    ``confirmations`` other rounds (it is *confirmed*), and enough rounds taken that all of them
+    missing a quiet moment has a chance of at most ``miss_chance``, a quiet round coming as often
+    as the sweep's rounds have come within the tolerance of their cell's fastest so far
+    (:meth:`quiet_share`). On a quiet machine that is a few rounds; under load, nearly the maximum."""
+
+    max_rounds: int
+    min_rounds: int = MIN_ROUNDS
+    tolerance: float = CONFIRM_TOLERANCE
+    confirmations: int = CONFIRMATIONS
+    miss_chance: float = MISS_CHANCE
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_rounds <= self.max_rounds:
+            raise ValueError(f"need 1 <= min_rounds <= max_rounds, got {self.min_rounds}, {self.max_rounds}")
+
+    def confirmed(self, seconds: Sequence[float]) -> bool:
+        """Whether the fastest of ``seconds`` is reproduced within the tolerance by enough others."""
+        ordered = sorted(seconds)
+        k = self.confirmations
+        return len(ordered) > k and ordered[k] <= (1 + self.tolerance) * ordered[0]
+
+    def quiet_share(self, cells: Iterable[Sequence[float]]) -> float:
+        """The share of the rounds, each cell's fastest left out, within the tolerance of their
+        cell's fastest: how often a round is quiet on this machine now (0 without evidence)."""
+        near = total = 0
+        for seconds in cells:
+            if seconds:
+                fastest = min(seconds)
+                near += sum(s <= (1 + self.tolerance) * fastest for s in seconds) - 1
+                total += len(seconds) - 1
+        return near / total if total else 0.0
+
+    def open(self, seconds: Sequence[float], quiet_share: float) -> bool:
+        """Whether a cell with these rounds gets another one, rounds being quiet this often."""
+        n = len(seconds)
+        if n < self.min_rounds:
+            return True
+        settled = self.confirmed(seconds) and (1 - quiet_share) ** n <= self.miss_chance
+        return n < self.max_rounds and not settled
+
+    def words(self) -> str:
+        """The rule in words, for announcements."""
+        if self.min_rounds == self.max_rounds:
+            return f"{self.max_rounds} interleaved rounds each"
+        return (f"{self.min_rounds}-{self.max_rounds} interleaved rounds each, until its fastest is reproduced within "
+                f"{self.tolerance:.0%} by {self.confirmations} others in enough rounds for the load")
+
+    def noise_rule(self) -> str:
+        """What makes a cell noisy, in words."""
+        return f"its fastest round not reproduced within {self.tolerance:.0%} by {self.confirmations} others"
+
+
+NOISE_RULE = StopRule(max_rounds=MIN_ROUNDS).noise_rule()
 
 
 def round_cell(cell: Cell, round_index: int) -> Cell:
@@ -43,40 +114,107 @@ def round_order(cells: Sequence[Cell], seed: int, round_index: int) -> list[Cell
 
 
 def run_rounds(
-    cells: Sequence[Cell], measure_once: Callable[[Cell], dict[str, Any]], store: ResultStore, *, rounds: int,
-    seed: int, resume: bool = False, desc: str = "timing", seconds_per_block: float | None = None,
+    cells: Sequence[Cell], prepare: Callable[[Cell], tuple[Callable[[], dict[str, Any]], dict[str, Any]]],
+    store: ResultStore, *, rule: StopRule, seed: int, context: dict[str, Any], resume: bool = False,
+    desc: str = "timing", seconds_per_block: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure every cell once per round for ``rounds`` rounds, appending one record per (cell,
-    round); return one aggregated record per cell, in the order of ``cells``.
+    """Time ``cells`` in interleaved rounds under ``rule`` into ``store``; return one aggregated
+    record per cell, in the order of ``cells``.
 
-    ``measure_once(cell)`` returns a record whose ``block`` is one block of the timer (see
-    :class:`nfl.measure.blocks.BlockTimer`); ``seconds_per_block``, an estimate of one such call, makes
-    the announcement give the sweep's time. Rounds already in the store are kept with ``resume``;
-    without it, an existing store is set aside by the first round as :func:`run_cells` does.
+    ``prepare(cell)`` returns the cell's timer (each call one block, see
+    :class:`nfl.measure.blocks.BlockTimer`) and the fields fixed for the cell; it runs at the cell's
+    first round in this process. ``context`` (config, command, environment) is stored once and
+    named by every cell's record. The first ``rule.min_rounds`` rounds of every cell run as one
+    sweep; after that, round by round, only the cells still open. Rounds already in the store are
+    kept with ``resume``; without it, an existing store is set aside first as :func:`run_cells`
+    does. ``seconds_per_block``, an estimate of one block, makes the announcement give the time.
     A stop request ends the sweep after the current block (:class:`nfl.sweep.SweepInterrupted`).
     """
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
-    # Every round in one sweep, round after round: one pass over the store, not one per round.
-    order = [(round_cell(c, r), c, r) for r in range(rounds) for c in round_order(cells, seed, r)]
-    base = {rc: (c, r) for rc, c, r in order}
-    run_cells([rc for rc, _, _ in order], lambda rc: {"round": base[rc][1], **measure_once(base[rc][0])}, store,
-              resume, desc=f"{desc}, {rounds} rounds", seconds_per_cell=seconds_per_block)
-    return aggregate(cells, store.records(), rounds)
+    run = context_record(context)
+    found = {record_key(r): r for r in store.records()} if resume and store.path.exists() else {}
+    blocks = {c: _blocks(c, found, rule.max_rounds) for c in cells}  # cell -> round index -> block
+    have = {c for c in cells if c.key() in found}
+    held = store.contexts() if found else set()
+    timers: dict[Cell, Callable[[], dict[str, Any]]] = {}
+    which: dict[Cell, tuple[Cell, int]] = {}  # the cell and round of each round's identity
+
+    def measure(identity: Cell) -> dict[str, Any]:
+        cell, index = which[identity]
+        if cell not in timers:
+            timers[cell], fields = prepare(cell)
+            if cell not in have:  # what is fixed for the cell, once, naming the context it was made in
+                if run[CONTEXT] not in held:
+                    store.append(run)
+                    held.add(run[CONTEXT])
+                store.append({**cell.to_dict(), **fields, CONTEXT: run[CONTEXT]})
+                have.add(cell)
+        block = blocks[cell][index] = timers[cell]()
+        return {"round": index, "block": block}
+
+    def seconds(cell: Cell) -> list[float]:
+        return [b["seconds"] for b in blocks[cell].values()]
+
+    def sweeps() -> Iterator[tuple[str, list[tuple[Cell, int]]]]:
+        """The minimum rounds of every cell as one sweep (one pass over the store), then round by
+        round the cells still open, each at the round after its last; evaluated as they come."""
+        yield f"rounds 1-{rule.min_rounds}", [
+            (c, r) for r in range(rule.min_rounds) for c in round_order(cells, seed, r) if r not in blocks[c]
+        ]
+        for index in range(rule.min_rounds, rule.max_rounds):
+            quiet = rule.quiet_share(seconds(c) for c in cells)
+            yield f"round {index + 1}", [
+                (c, index) for c in round_order(cells, seed, index)
+                if rule.open(seconds(c), quiet) and max(blocks[c], default=-1) + 1 == index
+            ]
+
+    ours = {c.key() for c in cells} | {round_cell(c, r).key() for c in cells for r in range(rule.max_rounds)}
+    unused = sum(key not in ours for key in found)
+    _announce(desc, rule, len(cells), sum(map(len, blocks.values())), unused, seconds_per_block)
+    started = resume
+    for label, due in sweeps():
+        if not due:
+            continue
+        identities = [round_cell(c, r) for c, r in due]
+        which.update(zip(identities, due))
+        run_cells(identities, measure, store, started, desc=f"{desc}, {label}", seconds_per_cell=seconds_per_block,
+                  announce=False)
+        started = True
+    return aggregate(cells, store.records(), rule)
 
 
-def aggregate(cells: Sequence[Cell], records: Sequence[dict[str, Any]], rounds: int) -> list[dict[str, Any]]:
-    """One record per cell of ``cells`` that has at least one of rounds 0 ... ``rounds`` - 1 in
-    ``records``: the first round's record, its ``block`` replaced by the ``timing`` over all of
-    its rounds (see :func:`summarise`)."""
+def _announce(desc: str, rule: StopRule, cells: int, done: int, unused: int, seconds_per_block: float | None) -> None:
+    """Up front: the cells, the rule, the time the minimum and the maximum would take, and the
+    records of other settings left in the store."""
+    about = ""
+    if seconds_per_block is not None:
+        low, high = (seconds_per_block * cells * n for n in (rule.min_rounds, rule.max_rounds))
+        about = f", about {duration(low)} (at most {duration(high)}, estimates)"
+    kept = f"; {done} rounds already in the store" if done else ""
+    print(f"{desc}: {cells} cells, {rule.words()}{about}{kept}", file=sys.stderr)
+    if unused:
+        other = "made with other settings (config, measurement, device)"
+        print(f"note: {unused} record(s) {other} are kept but not reused", file=sys.stderr)
+
+
+def _blocks(cell: Cell, found: dict[tuple, dict[str, Any]], max_rounds: int) -> dict[int, dict[str, Any]]:
+    """Round index -> block of ``cell``'s rounds in ``found`` (records by key), below ``max_rounds``."""
+    keys = ((r, round_cell(cell, r).key()) for r in range(max_rounds))
+    return {r: found[k]["block"] for r, k in keys if k in found}
+
+
+def aggregate(cells: Sequence[Cell], records: Sequence[dict[str, Any]], rule: StopRule) -> list[dict[str, Any]]:
+    """One record per cell of ``cells`` that has at least one round below ``rule.max_rounds`` in
+    ``records``: the cell's record of what is fixed (in a store written before those existed, its
+    first round's record), with the ``timing`` over all its rounds (see :func:`summarise`)."""
     found = {record_key(r): r for r in records}
     out = []
     for cell in cells:
-        measured = [found[k] for k in (round_cell(cell, r).key() for r in range(rounds)) if k in found]
-        if not measured:
+        blocks = _blocks(cell, found, rule.max_rounds)
+        if not blocks:
             continue
-        first = {k: v for k, v in measured[0].items() if k not in ("block", "round")}
-        out.append({**first, **cell.to_dict(), "timing": summarise([m["block"] for m in measured])})
+        fixed = found.get(cell.key()) or found[round_cell(cell, min(blocks)).key()]
+        fixed = {k: v for k, v in fixed.items() if k not in ("block", "round")}
+        out.append({**fixed, **cell.to_dict(), "timing": summarise(list(blocks.values()), rule)})
     return out
 
 
@@ -91,39 +229,35 @@ def aggregate_stored(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         measurement, _, index = str(fields["measurement"]).rpartition(", round ")
         cell = Cell(**{**fields, "measurement": measurement})
         cells[cell] = max(cells.get(cell, 0), int(index) + 1)
-    out = aggregate(list(cells), records, max(cells.values(), default=0))
+    rule = StopRule(max_rounds=max(cells.values(), default=1), min_rounds=1)
+    out = aggregate(list(cells), records, rule)
     for record in out:  # as the timing studies complete them: the threads and device they ran on
         record["timing"].update(num_threads=record["env"]["cpu_threads"], device_name=record["env"]["device_name"])
     return out
 
 
-def summarise(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def summarise(blocks: Sequence[dict[str, Any]], rule: StopRule | None = None) -> dict[str, Any]:
     """A cell's timing from its rounds' blocks (seconds per call): the fastest (its cost), the
     median and quartiles, on the blocks' clock and on the wall clock, and whether the cost is
-    noise (:func:`is_noisy`)."""
+    confirmed by ``rule`` (default: the policy's) or noise."""
+    rule = rule or StopRule(max_rounds=max(len(blocks), MIN_ROUNDS))
     clocks = {b["clock"] for b in blocks}
     if len(clocks) != 1:
         raise ValueError(f"the rounds of one cell were measured on different clocks: {sorted(clocks)}")
     seconds, wall = [b["seconds"] for b in blocks], [b["wall_s"] for b in blocks]
     q1, median, q3 = quartiles(seconds)
-    timing = {
+    confirmed = rule.confirmed(seconds)
+    return {
         "clock": clocks.pop(), "fastest_s": min(seconds), "median_s": median, "q1_s": q1, "q3_s": q3,
         "wall_fastest_s": min(wall), "wall_median_s": quartiles(wall)[1], "rounds": len(blocks),
-        "calls_per_round": [b["calls"] for b in blocks],
+        "calls_per_round": [b["calls"] for b in blocks], "confirmed": confirmed, "noisy": not confirmed,
     }
-    return {**timing, "noisy": is_noisy(timing)}
 
 
 def quartiles(times: Sequence[float]) -> tuple[float, float, float]:
     """First quartile, median, third quartile (linear interpolation)."""
     p25, p50, p75 = np.percentile(np.asarray(times, dtype=np.float64), [25, 50, 75])
     return float(p25), float(p50), float(p75)
-
-
-def is_noisy(timing: dict[str, Any], margin: float = NOISY_MARGIN) -> bool:
-    """True when fewer than a quarter of the rounds came within ``margin`` of the fastest (the
-    lower quartile lies beyond it)."""
-    return timing["q1_s"] > (1 + margin) * timing["fastest_s"]
 
 
 def format_ms(timing: dict[str, Any], digits: int = 3) -> str:

@@ -1,5 +1,5 @@
-"""The timing runner the timing studies share: their settings, the interleaved sweep into a store,
-the ``--rounds`` flag and the checks printed beside their tables."""
+"""The timing runner the timing studies share: their settings, the cells ``--quick`` times, the
+interleaved sweep into a store, the ``--rounds`` flag and the checks printed beside their tables."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from nfl.config import ExperimentConfig
 from nfl.measure.blocks import BlockTimer
 from nfl.measure.clocks import CLOCK_LABELS, clock_for
 from nfl.measure.devices import device_name
-from nfl.measure.policy import BLOCK_S, FULL_ROUNDS, LOADED, QUICK_ROUNDS, QUICK_WARMUP, REPEATS, WARMUP
-from nfl.measure.rounds import NOISE_RULE, clock_label, run_rounds
+from nfl.measure.policy import (
+    BLOCK_S, LOADED, MAX_ROUNDS, MIN_ROUNDS, QUICK_MAX_ROUNDS, QUICK_WARMUP, REPEATS, WARMUP,
+)
+from nfl.measure.rounds import NOISE_RULE, StopRule, clock_label, run_rounds
 from nfl.results import ResultStore, environment
 from nfl.sweep import Cell, SweepInterrupted
 
@@ -34,6 +36,8 @@ class TimedStudy(Protocol):
     seeds: list[int]
 
     def cells(self, study: str, seeds: Sequence[int] | None = None, plan: dict | None = None) -> list[Cell]: ...
+
+    def plan(self, ranks: Sequence[int] | None) -> dict[str, list[int | None]]: ...
 
     def prepare_out(self) -> None: ...
 
@@ -51,7 +55,7 @@ def threads(n: int) -> str:
 class TimingSettings:
     """How a timing study measures: rounds, the block each round times, threads and clock."""
 
-    rounds: int
+    rule: StopRule
     warmup: int
     block_s: float  # a block lasts at least this long on the clock (seconds)
     threads: int
@@ -67,7 +71,7 @@ class TimingSettings:
 
     def measurement(self) -> str:
         """The part of a cell's identity that changes its numbers (rounds excepted: each round is
-        stored apart, so a resumed run may ask for more)."""
+        stored apart, so a resumed run may allow more)."""
         mode = "quick" if self.quick else "full"
         blocks = f"fastest of {REPEATS} blocks >= {1e3 * self.block_s:g} ms"
         return f"{mode}, {threads(self.threads)}, {self.clock}, {blocks}, {self.device_name}"
@@ -75,44 +79,54 @@ class TimingSettings:
 
 def timing_settings(setup: TimedStudy) -> TimingSettings:
     """One CPU thread unless ``--threads`` (these models are far too small to share out);
-    ``--quick`` takes fewer rounds and warm-up calls."""
+    ``--quick`` allows fewer rounds and warm-up calls."""
     on_cpu = setup.device.type == "cpu"
     count = (setup.args.threads or 1) if on_cpu else torch.get_num_threads()
-    rounds = vars(setup.args).get("rounds") or (QUICK_ROUNDS if setup.quick else FULL_ROUNDS)
+    most = vars(setup.args).get("rounds") or (QUICK_MAX_ROUNDS if setup.quick else MAX_ROUNDS)
+    rule = StopRule(max_rounds=most, min_rounds=min(most, MIN_ROUNDS))
     warmup = QUICK_WARMUP if setup.quick else WARMUP
     clock = clock_for(setup.device, count)
-    return TimingSettings(rounds, warmup, BLOCK_S, count, clock, device_name(setup.device), setup.quick)
+    return TimingSettings(rule, warmup, BLOCK_S, count, clock, device_name(setup.device), setup.quick)
+
+
+def quick_plan(plan: dict[str, list[int | None]], defaults: dict[str, list[int | None]]) -> dict[str, list[int | None]]:
+    """The ranks ``--quick`` times of ``plan``: each method's default rank and the ends of its range."""
+    quick = {}
+    for method, ranks in plan.items():
+        ends = {min(r for r in ranks if r is not None), max(r for r in ranks if r is not None)} if any(ranks) else set()
+        kept = ends | {r for r in defaults.get(method, []) if r in ranks}
+        quick[method] = [r for r in ranks if r in kept] or ranks[:1]
+    return quick
 
 
 def run_timed(
     setup: TimedStudy, study: str, plan: dict | None, prepare: Callable[[Cell], tuple[Callable[[], Any], dict]]
 ) -> list[dict[str, Any]]:
-    """Time the cells of ``study`` in interleaved rounds into ``<out>/<study>.jsonl``.
+    """Time the cells of ``study`` in interleaved rounds into ``<out>/<study>.jsonl``; with ``--quick``
+    and no ``--ranks``, only each method's default rank and the ends of the rank range.
 
     ``prepare(cell)`` returns the callable to time and the record fields beside the timing; it
     runs once per cell, at the cell's first block. Exits 130 with a resume hint if stopped.
     """
     settings = timing_settings(setup)
+    plan = setup.method_ranks if plan is None else plan
+    if setup.quick and setup.args.ranks is None:
+        plan = quick_plan(plan, setup.plan(None))
     cells = [dataclasses.replace(c, measurement=settings.measurement())
              for c in setup.cells(study, setup.seeds[:1], plan)]
     setup.prepare_out()
-    env, config = environment(setup.device), setup.config.to_dict()
-    env["cpu_threads"] = settings.threads  # the threads the timings ran with, not the study's
-    timers: dict[Cell, tuple[BlockTimer, dict]] = {}
+    env = {**environment(setup.device), "cpu_threads": settings.threads}  # the timings' threads, not the study's
+    context = {"command": setup.command(), "config": setup.config.to_dict(), "config_hash": setup.config.digest(),
+               "env": env}
 
-    def measure_once(cell: Cell) -> dict[str, Any]:
-        if cell not in timers:
-            fn, fields = prepare(cell)
-            timer = BlockTimer(fn, setup.device, settings.threads, warmup=settings.warmup, target_s=settings.block_s)
-            timers[cell] = timer, fields
-        timer, fields = timers[cell]
-        block = timer()
-        return {**fields, "block": block, "command": setup.command(), "rerun": setup.rerun_command(cell),
-                "config": config, "env": env}
+    def timed(cell: Cell) -> tuple[Callable[[], dict[str, Any]], dict[str, Any]]:
+        fn, fields = prepare(cell)
+        timer = BlockTimer(fn, setup.device, settings.threads, warmup=settings.warmup, target_s=settings.block_s)
+        return timer, {**fields, "rerun": setup.rerun_command(cell)}
 
     store = ResultStore(setup.out / f"{study}.jsonl")
     try:
-        records = run_rounds(cells, measure_once, store, rounds=settings.rounds, seed=setup.config.seed,
+        records = run_rounds(cells, timed, store, rule=settings.rule, seed=setup.config.seed, context=context,
                              resume=setup.args.resume, desc=study, seconds_per_block=settings.seconds_per_block())
     except SweepInterrupted as stop:
         print(f"{stop} (one per cell and round); resume with: {setup.command(resume=True)}", file=sys.stderr)
@@ -122,22 +136,36 @@ def run_timed(
     return records
 
 
-def add_rounds_argument(parser: argparse.ArgumentParser, default: int | None, default_help: str) -> None:
-    """``--rounds N``: the interleaved rounds of the study's timing sweeps (a positive integer)."""
+def add_rounds_argument(parser: argparse.ArgumentParser) -> None:
+    """``--rounds N``: the most interleaved rounds a cell of the study's timing sweeps gets."""
     def positive(text: str) -> int:
         if not text.isdigit() or int(text) < 1:
             raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
         return int(text)
 
-    parser.add_argument("--rounds", type=positive, default=default,
-                        help=f"interleaved timing rounds, each timing every cell once ({default_help})")
+    rule = StopRule(MAX_ROUNDS)
+    parser.add_argument(
+        "--rounds", type=positive, default=None,
+        help=f"the most interleaved timing rounds a cell gets (default {MAX_ROUNDS}, {QUICK_MAX_ROUNDS} with --quick); "
+             f"a cell stops after {rule.min_rounds} once its fastest round is reproduced within {rule.tolerance:.0%} "
+             f"by {rule.confirmations} others")
+
+
+def quick_note(records: list[dict[str, Any]]) -> str:
+    """``", --quick: ..."`` for a figure's subtitle when the timings were taken with ``--quick``, else empty."""
+    if not any(str(r.get("measurement", "")).startswith("quick") for r in records):
+        return ""
+    return f", --quick: timings at default ranks and the range's ends, at most {QUICK_MAX_ROUNDS} rounds"
 
 
 def checks(records: list[dict[str, Any]]) -> list[str]:
     """What the timings can and cannot be trusted for: how they were taken, load, noise."""
     t = records[0]["timing"]
+    rounds = sorted(r["timing"]["rounds"] for r in records)
+    median = rounds[len(rounds) // 2]
+    spread = f"{rounds[0]}" if rounds[0] == rounds[-1] else f"{rounds[0]}-{rounds[-1]} (median {median})"
     lines = [
-        f"timings: ms per call, the fastest of {t['rounds']} interleaved rounds (the median beside it), "
+        f"timings: ms per call, the fastest of {spread} interleaved rounds (the median beside it), "
         f"{clock_label(records)}, {threads(t['num_threads'])}, {t['device_name']}; * = noisy ({NOISE_RULE})"
     ]
     if t["clock"] == "wall" and t["num_threads"] > 1:
