@@ -204,3 +204,64 @@ def test_failed_cells_become_rows_with_their_reason_below_any_table() -> None:
     assert lines[0] == "a note" and lines[-2].split() == ["LoRA", "4", "FAILED", "[1]"]
     assert lines[-1] == "[1] LoRA r=4: 2 cells failed: ValueError: x"
     assert with_failures(table, []) == table
+
+
+# --- stores and signals (item 6) ----------------------------------------------------------------
+
+STUDY_NAMES = ["adaptability", "anatomy", "claims", "grad_norm", "init_time", "lr", "pareto", "rank", "span", "train_time"]
+
+
+@pytest.mark.parametrize("name", STUDY_NAMES)
+@pytest.mark.parametrize("resume", [[], ["--resume"]], ids=["new", "resume"])
+def test_a_store_that_is_a_directory_is_one_line_exit_2_in_every_study(name, resume, tmp_path: Path, capsys) -> None:
+    import importlib
+    (tmp_path / f"{'adaptability' if name in ('lr', 'claims', 'span') else name}.jsonl").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(f"studies.{name}").main([*TINY, *resume, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"nfl: error: --out: {tmp_path}/") and "is not a regular file" in err, err
+    assert len(list(tmp_path.iterdir())) == 1  # nothing written beside it
+
+
+@pytest.mark.slow
+def test_report_on_a_store_that_is_a_directory_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "adaptability.jsonl").mkdir()
+    for args in (["-m", "studies.report", "--out", str(tmp_path)],
+                 ["-m", "studies.adaptability", *TINY, "--resume", "--out", str(tmp_path)]):
+        done = run(*args)
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert "adaptability.jsonl is not a regular file" in done.stderr
+
+
+def test_the_excepthook_never_raises_even_when_saying_what_was_saved_fails(capsys) -> None:
+    from nfl import cli
+
+    def broken() -> str:
+        raise IsADirectoryError(21, "Is a directory")
+
+    hook = cli.one_line_errors(broken)
+    hook(OSError, OSError(28, "No space left on device", "out/x.png"), None)
+    hook(KeyboardInterrupt, KeyboardInterrupt(), None)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("nfl: error: could not write out/x.png: No space left on device; what was saved is unknown")
+    assert err[1].startswith("nfl: interrupted; what was saved is unknown (IsADirectoryError")
+    assert len(err) == 2
+
+
+def test_sigterm_stops_after_the_current_group_and_exits_143(tmp_path: Path, capsys, monkeypatch) -> None:
+    import os
+    import signal
+    from studies import adaptability
+    original = adaptability.compute_group
+
+    def terminated(setup, cells):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(setup, cells)
+
+    monkeypatch.setattr(adaptability, "compute_group", terminated)
+    with pytest.raises(SystemExit) as exit_:
+        adaptability.main([*TINY, "--methods", "full,lora", "--out", str(tmp_path)])
+    assert exit_.value.code == 143
+    assert f"stopped: 3 of 6 cells saved in {tmp_path / 'adaptability.jsonl'}; resume with:" in capsys.readouterr().err
+

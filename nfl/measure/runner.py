@@ -90,7 +90,7 @@ def run_timed(
     """Time the cells of ``study`` in interleaved rounds into ``<out>/<study>.jsonl``.
 
     ``prepare(cell)`` returns the callable to time and the record fields beside the timing; it
-    runs once per cell, at the cell's first block. Exits 130 with a resume hint if stopped.
+    runs once per cell, at the cell's first block. Exits 130 (SIGINT) or 143 (SIGTERM) with a resume hint if stopped.
     """
     settings = timing_settings(setup)
     cells = [dataclasses.replace(c, measurement=settings.measurement())
@@ -116,7 +116,7 @@ def run_timed(
                              resume=setup.args.resume, desc=study, seconds_per_block=settings.seconds_per_block())
     except SweepInterrupted as stop:
         print(f"{stop} (one per cell and round); resume with: {setup.command(resume=True)}", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(stop.exit_status) from None
     for record in records:
         record["timing"].update(num_threads=settings.threads, device_name=settings.device_name)
     return records
