@@ -265,3 +265,36 @@ def test_sigterm_stops_after_the_current_group_and_exits_143(tmp_path: Path, cap
     assert exit_.value.code == 143
     assert f"stopped: 3 of 6 cells saved in {tmp_path / 'adaptability.jsonl'}; resume with:" in capsys.readouterr().err
 
+
+# --- deterministic outputs (item 7) -------------------------------------------------------------
+
+def test_the_pareto_front_is_on_true_coordinates_equal_params_and_lower_loss_dominates() -> None:
+    import matplotlib.pyplot as plt
+    from figures.pareto import _draw_front
+    from figures.records import Point
+    vera, prolora, lora = Point("vera", 64, 256, 0.0291, 0.0, 1), Point("prolora", 2, 256, 0.0185, 0.0, 1), \
+        Point("lora", 1, 128, 0.05, 0.0, 1)
+    fig, ax = plt.subplots()
+    assert _draw_front(ax, [(p.params, p.mean, p) for p in (vera, prolora, lora)], "x", "y")  # VeRA and ProLoRA spread
+    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front")
+    assert list(front.get_ydata()) == [0.05, 0.0185]
+    plt.close(fig)
+
+
+@pytest.mark.slow
+def test_report_redraws_byte_identical_figures_whatever_the_hash_seed(tmp_path: Path) -> None:
+    import hashlib
+    import os
+    out = tmp_path / "out"
+    methods = "lora,pissa,milora,vera,prolora"
+    study = run("-m", "studies.pareto", *TINY, "--rounds", "1", "--methods", methods, "--ranks", "1,2", "--out", str(out))
+    assert study.returncode == 0, study.stderr
+    digest = lambda: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.p[dn][fg]"))}  # noqa: E731
+    drawn = digest()
+    assert len(drawn) == 6
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-m", "studies.report", "--out", str(out)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert digest() == drawn
