@@ -272,8 +272,8 @@ def test_the_pareto_front_is_on_true_coordinates_equal_params_and_lower_loss_dom
     import matplotlib.pyplot as plt
     from figures.pareto import _draw_front
     from figures.records import Point
-    vera, prolora, lora = Point("vera", 64, 256, 0.0291, 0.0, 1), Point("prolora", 2, 256, 0.0185, 0.0, 1), \
-        Point("lora", 1, 128, 0.05, 0.0, 1)
+    point = lambda method, params, loss: Point(method, 2, params, loss, loss, loss, 1, True)  # noqa: E731
+    vera, prolora, lora = point("vera", 256, 0.0291), point("prolora", 256, 0.0185), point("lora", 128, 0.05)
     fig, ax = plt.subplots()
     assert _draw_front(ax, [(p.params, p.mean, p) for p in (vera, prolora, lora)], "x", "y")  # VeRA and ProLoRA spread
     front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front")
