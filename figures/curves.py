@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.records import curves
-from figures.style import mark_empty, method_style
+from figures.style import mark_empty, method_order, method_style
 from nfl.stats import mean_ci
 
 CURVE_KEYS = {
@@ -40,7 +40,7 @@ def draw_loss_curves(
         mark_empty(ax)
         return 0
     means, ends = {}, []
-    for method, runs in grouped.items():
+    for method, runs in sorted(grouped.items(), key=lambda item: method_order(item[0])):
         style = method_style(method)
         mean, half = mean_ci(runs)
         steps = np.arange(runs.shape[1]) + (1 if key == "train_loss" else 0)  # train_loss[i] is step i + 1's

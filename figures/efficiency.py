@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
-from figures.style import method_style
+from figures.style import method_order, method_style
 from nfl.measure.rounds import NOISE_RULE, clock_label
 
 
@@ -48,7 +48,7 @@ def draw_cost_vs_params(ax: plt.Axes, records: list[dict[str, Any]], title: str,
     by_method: dict[str, list[TimedPoint]] = {}
     for p in timing_points(records):
         by_method.setdefault(p.method, []).append(p)
-    for method, points in by_method.items():
+    for method, points in sorted(by_method.items(), key=lambda item: method_order(item[0])):
         points.sort(key=lambda p: -1 if p.rank is None else p.rank)
         style = method_style(method)
         xs, ys = [p.params for p in points], [p.fastest for p in points]

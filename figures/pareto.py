@@ -10,7 +10,7 @@ import numpy as np
 from figures.curves import curve_label, draw_loss_curves
 from figures.efficiency import draw_cost_vs_params, timing_points
 from figures.records import Point, aggregate, error_bars
-from figures.style import interval_wording, mark_empty, method_style
+from figures.style import interval_wording, mark_empty, method_order, method_style
 from nfl.pareto import pareto_front
 
 QUALITY_KEYS = {"min_val_loss": "min validation MSE", "test_loss": "test MSE at the selected step"}
@@ -60,12 +60,16 @@ def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: 
     if not points:
         mark_empty(ax)
         return False
+    points = sorted(points, key=lambda point: (method_order(point[2].method), point[2].rank or 0))
     xs = dodged([x for x, _, _ in points])
     for x, (_, _, p) in zip(xs, points):
         style = method_style(p.method)
         ax.errorbar(x, p.mean, yerr=error_bars([p]), color=style["color"], marker=style["marker"], ms=7, capsize=3,
                     label=style["label"], ls="none")
-    front = pareto_front([(x, y, p) for x, (_, y, p) in zip(xs, points)])
+    # The front on the true coordinates (equal parameters and a lower loss dominate), drawn where the
+    # points are drawn (spread sideways).
+    drawn_at = {id(p): x for x, (_, _, p) in zip(xs, points)}
+    front = [(drawn_at[id(p)], y, p) for _, y, p in pareto_front(points)]
     ax.plot([f[0] for f in front], [f[1] for f in front], color="0.3", lw=1, ls="--", zorder=0, label="Pareto front")
     labelled = -np.inf
     for i, (x, y, p) in enumerate(front):  # alternate above / below; where they crowd, the key names them

@@ -33,6 +33,14 @@ def method_style(name: str) -> dict[str, str]:
     return {"color": spec.color, "marker": spec.marker, "label": spec.tex_label}
 
 
+def method_order(name: str) -> tuple[int, str]:
+    """A method's place in every figure's draw order and key: registration order (built-ins first,
+    as adapters/__init__.py lists them), whatever order the records came in, so that a figure drawn
+    again from the same records is the same file."""
+    known = adapters.names()
+    return (known.index(name) if name in known else len(known), name)
+
+
 def interval_wording(n: int) -> str:
     """What the intervals drawn over ``n`` seeds are (figures.records.aggregate: positive values as a
     geometric mean with a ×/÷ 95% interval), or none for one seed."""
@@ -93,6 +101,9 @@ def apply_rc() -> None:
     )
 
 
+STABLE_METADATA = {".png": {"Software": None}, ".pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
+
+
 def save(fig: plt.Figure, stem: str | Path, note: str | None = None) -> list[Path]:
     """Write ``stem``.png and ``stem``.pdf, with ``note`` as a footnote; return both paths."""
     if note:
@@ -101,8 +112,8 @@ def save(fig: plt.Figure, stem: str | Path, note: str | None = None) -> list[Pat
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for path in paths:
-        fig.savefig(path, bbox_inches="tight")
+    for path in paths:  # no creation date: the same records give the same bytes
+        fig.savefig(path, bbox_inches="tight", metadata=STABLE_METADATA[path.suffix])
     plt.close(fig)
     return paths
 

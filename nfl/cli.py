@@ -146,20 +146,36 @@ def first_line(error: BaseException, limit: int = 200) -> str:
 
 
 def one_line_errors(saved: Callable[[], str]) -> Callable[..., Any]:
-    """A ``sys.excepthook`` that ends a run on a failed write (OSError) or Ctrl-C with one line;
-    ``saved()`` says what is kept and how to resume. Anything else keeps its traceback (a bug)."""
+    """A ``sys.excepthook`` that ends a run on a failed write (OSError) or Ctrl-C with one
+    line; ``saved()`` says what is kept and how to resume. Anything else keeps its traceback (a bug).
+    The hook itself never raises: if ``saved()`` fails, the line says so instead."""
     default = sys.excepthook
+
+    def kept() -> str:
+        try:
+            return saved()
+        except Exception as error:  # the hook must not raise: "Error in sys.excepthook" is two tracebacks
+            return f"what was saved is unknown ({first_line(error)})"
 
     def hook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
         if issubclass(kind, KeyboardInterrupt):
-            print(f"nfl: interrupted; {saved()}", file=sys.stderr)
+            print(f"nfl: interrupted; {kept()}", file=sys.stderr)
         elif issubclass(kind, OSError):
             where = f" {error.filename}" if getattr(error, "filename", None) else ""
-            print(f"nfl: error: could not write{where}: {error.strerror or error}; {saved()}", file=sys.stderr)
+            print(f"nfl: error: could not write{where}: {error.strerror or error}; {kept()}", file=sys.stderr)
         else:
             default(kind, error, trace)
 
     return hook
+
+
+def regular_stores(flag: str, out: Path, names: Sequence[str] | None = None) -> None:
+    """A ValueError when a store in ``out`` (``<name>.jsonl``; default: every one there) is not a
+    regular file, e.g. a directory: a study would fail on it after its work, report on reading it."""
+    paths = [out / f"{name}.jsonl" for name in names] if names is not None else sorted(out.glob("*.jsonl"))
+    for path in paths:
+        if path.exists() and not path.is_file():
+            raise ValueError(f"{flag}: {path} is not a regular file; move it away or choose another {flag}")
 
 
 def seeds(flag: str, first: int, count: int) -> list[int]:

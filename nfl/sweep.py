@@ -76,11 +76,16 @@ class LocalBackend:
 
 class SweepInterrupted(Exception):
     """Raised after a clean stop on SIGINT / SIGTERM (or an abort on a second Ctrl-C); the finished
-    cells are in the store."""
+    cells are in the store. ``exit_status`` is the shell's for the signal: 130 (SIGINT), 143 (SIGTERM)."""
 
-    def __init__(self, saved: int, total: int, store: ResultStore, aborted: bool = False):
-        self.saved, self.total, self.store, self.aborted = saved, total, store, aborted
+    def __init__(self, saved: int, total: int, store: ResultStore, aborted: bool = False,
+                 signum: int = signal.SIGINT):
+        self.saved, self.total, self.store, self.aborted, self.signum = saved, total, store, aborted, signum
         super().__init__(f"{'aborted' if aborted else 'stopped'}: {saved} of {total} cells saved in {store.path}")
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + int(self.signum)
 
 
 @contextmanager
@@ -212,7 +217,7 @@ def run_groups(
                 bar.update(len(group))
                 bar.set_postfix_str(_name(group))
                 if stop:
-                    raise SweepInterrupted(saved, len(cells), store)
+                    raise SweepInterrupted(saved, len(cells), store, signum=stop[0])
         except KeyboardInterrupt:
             raise SweepInterrupted(saved, len(cells), store, aborted=True) from None
         finally:

@@ -113,6 +113,8 @@ class StudySetup:
             self.out = Path(args.out)
             if self.out.exists() and not self.out.is_dir():
                 raise ValueError(f"--out: {self.out} is a file, not a directory")
+            if self.out.is_dir():
+                cli.regular_stores("--out", self.out)
             self._strict = args.ranks is not None and len(self.ranks) == 1
             self._methods_given = args.methods is not None
             cli.check_memory("--width", cli.run_memory(self.config), self.device)
@@ -229,7 +231,7 @@ class StudySetup:
         """Run ``groups`` into ``<out>/<study>.jsonl``, each group's missing cells computed in one
         ``compute(cells)`` call (the batched engine trains them together) on the chosen back end;
         every record also gets the config and the environment it was computed in (a Ray worker's
-        node, not the driver's). Exits 130 with a resume hint if interrupted, 1 with one line if a
+        node, not the driver's). Exits 130 (SIGINT) or 143 (SIGTERM) with a resume hint if interrupted, 1 with one line if a
         record cannot be written."""
         cells = [cell for group in groups for cell in group]
         if not cells:
@@ -252,7 +254,7 @@ class StudySetup:
                                  seconds_per_cell=self.cell_seconds(cells, steps))
         except SweepInterrupted as stop:
             print(f"{stop}; resume with: {self.command(resume=True)}", file=sys.stderr)
-            raise SystemExit(130) from None
+            raise SystemExit(stop.exit_status) from None
         except StoreWriteError as error:
             print(f"nfl: error: {error}; {self.saved()}", file=sys.stderr)
             raise SystemExit(1) from None
@@ -317,7 +319,7 @@ class StudySetup:
 
     def saved(self) -> str:
         """What a stopped run keeps, and how to go on: for one-line errors."""
-        stores = sorted(self.out.glob("*.jsonl")) if self.out.is_dir() else []
+        stores = [path for path in sorted(self.out.glob("*.jsonl")) if path.is_file()] if self.out.is_dir() else []
         count = sum(line.record is not None for store in stores for line in ResultStore(store).lines())
         return f"{count} cells saved in {self.out}; resume with: {self.command(resume=True)}"
 

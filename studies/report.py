@@ -115,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = Path(args.out)
     if not out.is_dir():
         cli.fail(f"--out: {out} is not a directory")
+    try:
+        cli.regular_stores("--out", out, STORES)
+    except ValueError as error:
+        cli.fail(str(error))
     found, failed = load(out), load_failed(out)
     if not found and not failed:
         cli.fail(f"--out: no study records in {out} (looked for {', '.join(s + '.jsonl' for s in STORES)})")

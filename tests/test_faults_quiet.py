@@ -204,3 +204,97 @@ def test_failed_cells_become_rows_with_their_reason_below_any_table() -> None:
     assert lines[0] == "a note" and lines[-2].split() == ["LoRA", "4", "FAILED", "[1]"]
     assert lines[-1] == "[1] LoRA r=4: 2 cells failed: ValueError: x"
     assert with_failures(table, []) == table
+
+
+# --- stores and signals (item 6) ----------------------------------------------------------------
+
+STUDY_NAMES = ["adaptability", "anatomy", "claims", "grad_norm", "init_time", "lr", "pareto", "rank", "span", "train_time"]
+
+
+@pytest.mark.parametrize("name", STUDY_NAMES)
+@pytest.mark.parametrize("resume", [[], ["--resume"]], ids=["new", "resume"])
+def test_a_store_that_is_a_directory_is_one_line_exit_2_in_every_study(name, resume, tmp_path: Path, capsys) -> None:
+    import importlib
+    (tmp_path / f"{'adaptability' if name in ('lr', 'claims', 'span') else name}.jsonl").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(f"studies.{name}").main([*TINY, *resume, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"nfl: error: --out: {tmp_path}/") and "is not a regular file" in err, err
+    assert len(list(tmp_path.iterdir())) == 1  # nothing written beside it
+
+
+@pytest.mark.slow
+def test_report_on_a_store_that_is_a_directory_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "adaptability.jsonl").mkdir()
+    for args in (["-m", "studies.report", "--out", str(tmp_path)],
+                 ["-m", "studies.adaptability", *TINY, "--resume", "--out", str(tmp_path)]):
+        done = run(*args)
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert "adaptability.jsonl is not a regular file" in done.stderr
+
+
+def test_the_excepthook_never_raises_even_when_saying_what_was_saved_fails(capsys) -> None:
+    from nfl import cli
+
+    def broken() -> str:
+        raise IsADirectoryError(21, "Is a directory")
+
+    hook = cli.one_line_errors(broken)
+    hook(OSError, OSError(28, "No space left on device", "out/x.png"), None)
+    hook(KeyboardInterrupt, KeyboardInterrupt(), None)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("nfl: error: could not write out/x.png: No space left on device; what was saved is unknown")
+    assert err[1].startswith("nfl: interrupted; what was saved is unknown (IsADirectoryError")
+    assert len(err) == 2
+
+
+def test_sigterm_stops_after_the_current_group_and_exits_143(tmp_path: Path, capsys, monkeypatch) -> None:
+    import os
+    import signal
+    from studies import adaptability
+    original = adaptability.compute_group
+
+    def terminated(setup, cells):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(setup, cells)
+
+    monkeypatch.setattr(adaptability, "compute_group", terminated)
+    with pytest.raises(SystemExit) as exit_:
+        adaptability.main([*TINY, "--methods", "full,lora", "--out", str(tmp_path)])
+    assert exit_.value.code == 143
+    assert f"stopped: 3 of 6 cells saved in {tmp_path / 'adaptability.jsonl'}; resume with:" in capsys.readouterr().err
+
+
+# --- deterministic outputs (item 7) -------------------------------------------------------------
+
+def test_the_pareto_front_is_on_true_coordinates_equal_params_and_lower_loss_dominates() -> None:
+    import matplotlib.pyplot as plt
+    from figures.pareto import _draw_front
+    from figures.records import Point
+    point = lambda method, params, loss: Point(method, 2, params, loss, loss, loss, 1, True)  # noqa: E731
+    vera, prolora, lora = point("vera", 256, 0.0291), point("prolora", 256, 0.0185), point("lora", 128, 0.05)
+    fig, ax = plt.subplots()
+    assert _draw_front(ax, [(p.params, p.mean, p) for p in (vera, prolora, lora)], "x", "y")  # VeRA and ProLoRA spread
+    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front")
+    assert list(front.get_ydata()) == [0.05, 0.0185]
+    plt.close(fig)
+
+
+@pytest.mark.slow
+def test_report_redraws_byte_identical_figures_whatever_the_hash_seed(tmp_path: Path) -> None:
+    import hashlib
+    import os
+    out = tmp_path / "out"
+    methods = "lora,pissa,milora,vera,prolora"
+    study = run("-m", "studies.pareto", *TINY, "--rounds", "1", "--methods", methods, "--ranks", "1,2", "--out", str(out))
+    assert study.returncode == 0, study.stderr
+    digest = lambda: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.p[dn][fg]"))}  # noqa: E731
+    drawn = digest()
+    assert len(drawn) == 6
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-m", "studies.report", "--out", str(out)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert digest() == drawn

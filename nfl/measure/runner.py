@@ -106,7 +106,7 @@ def run_timed(
     and no ``--ranks``, only each method's default rank and the ends of the rank range.
 
     ``prepare(cell)`` returns the callable to time and the record fields beside the timing; it
-    runs once per cell, at the cell's first block. Exits 130 with a resume hint if stopped.
+    runs once per cell, at the cell's first block. Exits 130 (SIGINT) or 143 (SIGTERM) with a resume hint if stopped.
     """
     settings = timing_settings(setup)
     plan = setup.method_ranks if plan is None else plan
@@ -130,7 +130,7 @@ def run_timed(
                              resume=setup.args.resume, desc=study, seconds_per_block=settings.seconds_per_block())
     except SweepInterrupted as stop:
         print(f"{stop} (one per cell and round); resume with: {setup.command(resume=True)}", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(stop.exit_status) from None
     for record in records:
         record["timing"].update(num_threads=settings.threads, device_name=settings.device_name)
     return records
