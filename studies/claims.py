@@ -27,6 +27,7 @@ from nfl.span import random_baseline
 from nfl.stats import CONFIDENCE
 from studies import adaptability, init_time, span, train_time
 from studies.common import StudySetup, study_parser
+from studies.outputs import Outputs, show
 
 FIXED_LR = 1e-3  # the paper's adaptation learning rate
 SHIFTS = get_args(Shift)
@@ -288,9 +289,9 @@ def multiple_comparisons_note(columns: list[Column]) -> str:
             "the claims are separate questions, each answered with its own interval.")
 
 
-def outputs(columns: list[Column], command: str, out: Path) -> tuple[str, list[Path]]:
-    """claims.md's text and the no-free-lunch figures (one per width and budget) from the columns'
-    records; pure of computation."""
+def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
+    """claims.md's text (the one table, "claims") and the no-free-lunch figures (one per width and
+    budget) from the columns' records; pure of computation."""
     from figures.claims import no_free_lunch_figure
     from figures.style import save  # here: matplotlib costs a second of every start-up
 
@@ -330,7 +331,7 @@ def outputs(columns: list[Column], command: str, out: Path) -> tuple[str, list[P
             saved = save(no_free_lunch_figure(chosen, title), out / f"no_free_lunch_w{width}_s{steps}")
             paths += saved
             lines += [f"![no free lunch, width {width}, {steps} steps]({saved[0].name})", ""]
-    return "\n".join(lines), paths
+    return {"claims": "\n".join(lines)}, paths
 
 
 def timing_device(timing: dict[str, Records]) -> str:
@@ -413,8 +414,7 @@ def _int_list(flag: str, text: str, allow_empty: bool = False) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = study_parser("claims", __doc__.splitlines()[0])
-    parser.set_defaults(seeds=DEFAULT_SEEDS)
+    parser = study_parser("claims", __doc__.splitlines()[0], seeds=DEFAULT_SEEDS)
     parser.add_argument("--shifts", default=",".join(SHIFTS),
                         help=f"comma-separated shift families (default: {','.join(SHIFTS)})")
     parser.add_argument("--widths", default="64,128", help="comma-separated MLP widths (default: 64,128)")
@@ -453,12 +453,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             timing_by[key] = {"init_time": init_time.run(sub, plan), "train_time": train_time.run(sub, plan)}
         note = where_the_update_lies(sub) if setting.rank is None and setting.steps == steps else ""
         columns.append(Column(setting, grid, timing_by[key], added, len(sub.seeds), note))
-    text, _ = outputs(columns, setup.command(), setup.out)
+    tables, paths = outputs(columns, setup.command(), setup.out)
     path = Path(setup.out) / "claims.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(text)
-    print(f"\nwritten: {path}")
+    path.write_text(tables["claims"])
+    show((tables, paths), [path, *(setup.out / s.directory() / "adaptability.jsonl" for s, _ in subs)])
 
 
 if __name__ == "__main__":

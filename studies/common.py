@@ -33,12 +33,16 @@ EXIT_FAILED = 3
 DEFAULT_QUICK_SEEDS = 1
 
 
-def study_parser(name: str, description: str, ranks_help: str = "each method's default rank") -> argparse.ArgumentParser:
-    """The flags of docs/design.md's conventions plus one flag per experiment setting."""
+def study_parser(
+    name: str, description: str, ranks_help: str = "each method's default rank", seeds: int = DEFAULT_SEEDS
+) -> argparse.ArgumentParser:
+    """The flags of docs/design.md's conventions plus one flag per experiment setting; ``seeds`` is
+    the study's default seed count (without --quick)."""
     parser = cli.Parser(prog=f"python -m studies.{name}", description=description)
+    parser.set_defaults(default_seeds=seeds)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: CUDA when available)")
     parser.add_argument("--seeds", type=int, default=None,
-                        help=f"number of seeds (seed, seed+1, ...); default {DEFAULT_SEEDS}, 1 with --quick")
+                        help=f"number of seeds (seed, seed+1, ...); default {seeds}, 1 with --quick")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one): " + ",".join(adapters.names()))
     parser.add_argument("--ranks", default=None, help=f"comma-separated ranks (default: {ranks_help})")
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
@@ -97,7 +101,7 @@ class StudySetup:
         args = parser.parse_args(self.argv)
         try:
             self.config: ExperimentConfig = config_from_args(args)
-            count = args.seeds if args.seeds is not None else DEFAULT_QUICK_SEEDS if args.quick else DEFAULT_SEEDS
+            count = args.seeds if args.seeds is not None else DEFAULT_QUICK_SEEDS if args.quick else args.default_seeds
             self.seeds = cli.seeds("--seeds", self.config.seed, count)
             cli.threads("--threads", args.threads)
             for path in args.adapter_module:
@@ -132,7 +136,8 @@ class StudySetup:
         chosen_grid = args.cfg_lr_grid is not None or args.cfg_adapt_lr is not None
         self.lrs = quick_grid(grid) if args.quick and not chosen_grid else list(grid)
         if args.quick:
-            self._notices.append(quick_notice(args.seeds is None, self.lrs if not chosen_grid else None, len(grid)))
+            default_seeds = None if args.seeds is not None else args.default_seeds
+            self._notices.append(quick_notice(default_seeds, self.lrs if not chosen_grid else None, len(grid)))
         self._pretrained: dict[int, tuple[TaskData, torch.nn.Module, History]] = {}
         self._out_ready = False
         self._step_s: float | None = None
@@ -338,11 +343,12 @@ def quick_grid(grid: Sequence[float]) -> list[float]:
     return [grid[i] for i in chosen]
 
 
-def quick_notice(default_seeds: bool, lrs: Sequence[float] | None, grid_size: int) -> str:
-    """What --quick chose, and which of the user's flags it kept (``lrs`` None: the user's own grid)."""
+def quick_notice(default_seeds: int | None, lrs: Sequence[float] | None, grid_size: int) -> str:
+    """What --quick chose, and which of the user's flags it kept (``default_seeds`` None: the user's
+    own --seeds; ``lrs`` None: the user's own grid)."""
     used, kept = [], []
-    if default_seeds:
-        used.append(f"{DEFAULT_QUICK_SEEDS} seed (not {DEFAULT_SEEDS})")
+    if default_seeds is not None:
+        used.append(f"{DEFAULT_QUICK_SEEDS} seed (not {default_seeds})")
     else:
         kept.append("--seeds")
     if lrs is None:
