@@ -125,7 +125,8 @@ def log_grid(lo: float, hi: float, n: int) -> tuple[float, ...]:
     _require(n >= 1, f"lo:hi:n needs n >= 1 points, got n = {n}")
     _require((n == 1) == (lo == hi), f"lo:hi:n with n = {n} needs {'lo == hi' if n == 1 else 'lo < hi'}, got {lo:g}:{hi:g}")
     values = np.geomspace(lo, hi, n)
-    for digits in range(3, 18):
+    step = (hi / lo) ** (1 / max(n - 1, 1)) - 1  # relative gap between neighbours: fewer digits cannot tell them apart
+    for digits in range(max(3, math.ceil(-math.log10(step)) + 1 if step > 0 else 3), 18):
         grid = (lo, *(float(f"{v:.{digits}g}") for v in values[1:-1]), hi)[:n]
         if len(set(grid)) == n:
             break

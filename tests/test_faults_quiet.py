@@ -298,3 +298,49 @@ def test_report_redraws_byte_identical_figures_whatever_the_hash_seed(tmp_path: 
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         assert digest() == drawn
+
+
+# --- estimates that hold (item 3) ---------------------------------------------------------------
+
+def test_the_estimate_scales_with_parameters_seeds_grid_and_steps(monkeypatch) -> None:
+    setup = setup_of("--methods", "lora", "--pretrain-epochs", "0")
+    step = {(None, None): 1e-6, ("lora", 100000): 0.5}  # seconds, as if measured
+    monkeypatch.setattr(setup, "step_time", lambda method, rank: step.get((method, rank), 1e-3))
+    big, small = {("lora", 100000): 1}, {("lora", 2): 1}
+    assert setup.estimate(big, 1) == pytest.approx(100 * (0.5 + 1e-6))  # 100 steps, each evaluated
+    assert setup.estimate({("lora", 100000): 1, ("lora", 2): 1}, 1) == pytest.approx(
+        setup.estimate(big, 1) + 100 * (0.5 * 512 / 25_600_000 + 1e-6))  # scales with the parameters
+    assert setup.estimate({("lora", 100000): 21}, 3) == pytest.approx(21 * setup.estimate(big, 1))  # seeds x grid
+    assert setup.estimate(big, 1, steps=1000) == pytest.approx(10 * setup.estimate(big, 1))
+    assert setup.estimate(small, 1) < setup.estimate(big, 1) / 100  # its own measured step: 1 ms
+
+
+BEYOND = [
+    (["--seeds", "100000"], "--yes: this sweep needs about"),
+    (["--lr-grid", "1e-4:1e-1:1000000"], "--yes: this sweep needs about"),
+    (["--seeds", "100000", "--yes"], "--seeds: the batched engine trains 700,000 runs at once, about"),
+]
+
+
+@pytest.mark.parametrize("args,message", BEYOND, ids=[" ".join(a) for a, _ in BEYOND])
+def test_work_beyond_the_limits_is_refused_in_one_line_before_any_work(args, message, tmp_path: Path, capsys) -> None:
+    from studies import adaptability
+    with pytest.raises(SystemExit) as exit_:
+        adaptability.main(["--methods", "lora", *args, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(f"nfl: error: {message}"), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_huge_rank_is_estimated_within_twice_its_time(tmp_path: Path) -> None:
+    import re
+    import time
+    start = time.perf_counter()
+    done = run("-m", "studies.adaptability", "--methods", "lora", "--ranks", "100000", "--seeds", "1",
+               "--adapt-lr", "1e-3", "--out", str(tmp_path))
+    took = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    said = re.search(r"1 of 1 cells to compute, about (\d+) s", done.stderr)
+    assert said and took / 2 <= int(said[1]) <= 2 * took, (said and said[1], took)  # was "about 1 s" for minutes
+

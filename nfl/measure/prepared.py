@@ -17,7 +17,7 @@ from adapters.step import step as adapter_step
 from nfl.config import ExperimentConfig, TrainConfig
 from nfl.measure.clocks import wall_seconds
 from nfl.measure.devices import accelerator_for, measured_peak_bytes
-from nfl.model import make_mlp
+from nfl.model import make_mlp, target_layer_names
 from nfl.params import trainable_parameters
 from nfl.tasks import Dataset
 
@@ -74,12 +74,17 @@ def train_step_peak_bytes(
     return measured_peak_bytes(one_step, device)
 
 
-def step_seconds(cfg: ExperimentConfig, device: torch.device, steps: int = 4) -> float:
-    """An estimate of a full-batch Adam step of the config's MLP on ``device`` for progress bars: the
-    median wall time of ``steps`` steps, the first left out (Adam's lazy state)."""
+def step_seconds(
+    cfg: ExperimentConfig, device: torch.device, steps: int = 4, method: str | None = None, rank: int | None = None,
+) -> float:
+    """An estimate of a full-batch Adam step of the config's MLP on ``device`` (with ``method`` at
+    ``rank`` attached, if given) for estimates and progress bars: the median wall time of ``steps``
+    steps, the first left out (Adam's lazy state)."""
     model = make_mlp(cfg.model, seed=0, device=device)
+    if method is not None:
+        registry.attach(model, method, target_layer_names(cfg.targets), rank=rank, seed=0)
     x = torch.randn(cfg.task.n_train, cfg.model.width, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
 
     def step() -> None:
         optimizer.zero_grad()
