@@ -3,13 +3,12 @@
 Each ``<study>.jsonl`` in the directory is read (damaged lines are set aside with a warning, not
 repaired: this never writes a store), its failed cells and records of other settings are left
 out, and the tables and figures the study that wrote it prints and draws are made again from its
-records. ``--format csv`` / ``markdown`` also writes the tables to ``summary.csv`` / ``summary.md``.
+records. ``--format markdown`` also writes the tables to ``summary.md``; ``--format csv`` writes their
+numbers to ``summary.csv``, one number per column (``studies.export``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +18,7 @@ from nfl.results import ResultStore
 from nfl.measure.rounds import aggregate_stored
 from studies import adaptability, anatomy, grad_norm, init_time, lr, pareto, rank, train_time
 from studies.common import EXIT_FAILED, failed_records, parse_table, with_failures
+from studies.export import numeric_rows, to_csv
 from studies.outputs import Outputs, Stores
 
 # The studies whose stores report draws, each through its own ``outputs`` (what its main() draws).
@@ -92,20 +92,6 @@ def markdown(tables: dict[str, str]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def comma_separated(tables: dict[str, str]) -> str:
-    """One CSV: a ``table`` column, then the union of every table's columns (empty where absent)."""
-    parsed = {name: parse_table(text)[1:] for name, text in tables.items()}
-    header = list(dict.fromkeys(c for columns, _ in parsed.values() for c in columns))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["table", *header])
-    for name, (columns, rows) in parsed.items():
-        for row in rows:
-            values = dict(zip(columns, row))
-            writer.writerow([name, *(values.get(c, "") for c in header)])
-    return buffer.getvalue()
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = cli.Parser(prog="python -m studies.report", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="a directory a study wrote (its --out)")
@@ -130,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"== {name} ==\n{text}\n")
     if args.format != "text":
         target = out / ("summary.csv" if args.format == "csv" else "summary.md")
-        target.write_text(comma_separated(tables) if args.format == "csv" else markdown(tables))
+        target.write_text(to_csv(numeric_rows(found, failed)) if args.format == "csv" else markdown(tables))
         print(f"summary: {target}")
     if paths:
         print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')} (and PDF)")

@@ -154,7 +154,9 @@ def test_report_prints_tables_and_redraws_figures_without_computing(tmp_path, ca
     assert (tmp_path / "adaptability_loss.png").stat().st_size > 1000
     assert "| LoRA | 2 | 64 |" in (tmp_path / "summary.md").read_text()
     report.main(["--out", str(tmp_path), "--format", "csv"])
-    assert (tmp_path / "summary.csv").read_text().splitlines()[0].startswith("table,method,rank,params,lr,seeds,test loss")
+    header, *rows = (tmp_path / "summary.csv").read_text().splitlines()
+    assert header == "study,method,rank,lr,params,metric,mean,ci_low,ci_high,n,diverged,failed"
+    assert any(row.startswith("adaptability,lora,2,") and ",test_loss," in row for row in rows)
 
 
 def test_a_quick_timing_record_is_not_reused_by_a_full_run(tmp_path, capsys) -> None:

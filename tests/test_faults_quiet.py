@@ -344,3 +344,23 @@ def test_a_huge_rank_is_estimated_within_twice_its_time(tmp_path: Path) -> None:
     said = re.search(r"1 of 1 cells to compute, about (\d+) s", done.stderr)
     assert said and took / 2 <= int(said[1]) <= 2 * took, (said and said[1], took)  # was "about 1 s" for minutes
 
+
+# --- numbers for machines (item 8) --------------------------------------------------------------
+
+def test_the_csv_export_carries_numbers_in_separate_columns() -> None:
+    import csv
+    import io
+    from studies.export import numeric_rows, to_csv
+
+    def record(seed: int, lr: float, loss: float) -> dict:
+        return {"study": "adaptability", "method": "lora", "rank": 2, "seed": seed, "lr": lr,
+                "summary": {"trainable_params": 8320, "diverged_at": None, "min_val_loss": loss, "test_loss": loss}}
+
+    records = [record(1, 1e-3, 0.004), record(2, 1e-3, 0.006), record(1, 1e-2, 0.5), record(2, 1e-2, 0.7)]
+    failed = {"adaptability": [{"study": "adaptability", "method": "boom", "rank": None, "failed": "RuntimeError: x"}]}
+    rows = list(csv.DictReader(io.StringIO(to_csv(numeric_rows({"adaptability": records}, failed)))))
+    loss = next(r for r in rows if r["metric"] == "test_loss" and r["method"] == "lora")
+    assert (loss["lr"], loss["params"], loss["n"], float(loss["mean"])) == ("0.001", "8320", "2", 0.005)
+    assert float(loss["ci_low"]) < 0.005 < float(loss["ci_high"])
+    assert next(r for r in rows if r["method"] == "boom")["failed"] == "RuntimeError: x"
+
