@@ -26,7 +26,7 @@ from adapters.svd import SingularInit, singular_triplets
     hparams=HParams,
     default_rank=2,
     param_count=lora_count,
-    color="#56B4E9",
+    color="#33BBEE",
     marker="v",
     reference="Wang et al. 2025; sufenlp/MiLoRA svd_init.py",
 )

@@ -60,7 +60,7 @@ class _ShardSharing(Adapter):
     hparams=HParams,
     default_rank=4,
     param_count=lambda shapes, rank, hp: sum(rank * k for d, k in shapes),
-    color="#44AA99",
+    color="#CC6677",
     marker="<",
     dense_update="the original MiSS materialises expand(D), the cost its efficient form removes",
     reference="Kang & Yin 2025, eq. 2-3 (original form)",

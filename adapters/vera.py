@@ -52,7 +52,7 @@ def _kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torc
     hparams=VeRAHParams,
     default_rank=64,
     param_count=lambda shapes, rank, hp: sum(d + rank for d, _ in shapes),
-    color="#009E73",
+    color="#117733",
     marker="D",
     reference="Kopiczko et al. 2024; PEFT VeraModel / VeraLayer",
 )

@@ -61,7 +61,7 @@ def draw_loss_curves(
         ax.axhline(zero_loss, color="grey", lw=1, ls=":", label="predict zero")
         _clipped_note(ax, "predict zero", None if low / pad <= zero_loss <= high * pad else np.array([zero_loss]),
                       low / pad, high * pad)
-    _end_labels(ax, [e for e in ends if low / pad <= e[1] <= high * pad])
+    end_labels(ax, [e for e in ends if low / pad <= e[1] <= high * pad])
     ax.set_xlabel("adaptation step")
     ax.set_ylabel(f"{curve_label(key)}, shifted task")
     return max(len(runs) for runs in grouped.values())
@@ -79,8 +79,9 @@ def _clipped_note(ax: plt.Axes, name: str, values: np.ndarray | None, low: float
                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
 
 
-def _end_labels(ax: plt.Axes, ends: list[tuple[float, float, str]]) -> None:
-    """Each curve's name right of its last point, pushed apart so that no two overlap."""
+def end_labels(ax: plt.Axes, ends: list[tuple[float, float, str]]) -> None:
+    """Each line's name right of its last point (x, y, method), pushed apart so that no two overlap
+    and joined to its point by a thin line of its colour (log y axis)."""
     if not ends:
         return
     last = max(x for x, _, _ in ends)

@@ -8,6 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
+from figures.curves import end_labels
 from figures.style import method_order, method_style
 from nfl.measure.rounds import NOISE_RULE, clock_label
 
@@ -46,6 +47,7 @@ def draw_cost_vs_params(ax: plt.Axes, records: list[dict[str, Any]], title: str,
     its ranks, a bar up to its median round (how much load it met; never below the point, so log
     axes draw it whole); a noisy cell is drawn hollow and said so in the corner."""
     by_method: dict[str, list[TimedPoint]] = {}
+    ends = []
     for p in timing_points(records):
         by_method.setdefault(p.method, []).append(p)
     for method, points in sorted(by_method.items(), key=lambda item: method_order(item[0])):
@@ -59,11 +61,13 @@ def draw_cost_vs_params(ax: plt.Axes, records: list[dict[str, Any]], title: str,
         noisy = [p for p in points if p.noisy]
         ax.plot([p.params for p in noisy], [p.fastest for p in noisy], ls="none", marker=style["marker"], ms=ms + 3,
                 mfc="white", mec=style["color"], mew=1.3)
+        ends.append((xs[-1], ys[-1], method))
     if any(p.noisy for ps in by_method.values() for p in ps):
         ax.legend(handles=[Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3", ms=7)], loc="upper left",
                   labels=[f"noisy: {NOISE_RULE}"], fontsize=7, handletextpad=0.2)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    end_labels(ax, ends)  # direct labels: lines of near colours are told apart where they end
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel(timing_ylabel(records, unit))
     ax.set_title(title)

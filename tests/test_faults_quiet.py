@@ -364,3 +364,56 @@ def test_the_csv_export_carries_numbers_in_separate_columns() -> None:
     assert float(loss["ci_low"]) < 0.005 < float(loss["ci_high"])
     assert next(r for r in rows if r["method"] == "boom")["failed"] == "RuntimeError: x"
 
+
+# --- README and figures for a new user (item 9) ------------------------------------------------
+
+# Machado, Oliveira & Fernandes (2009): full-severity simulation of protanopia, deuteranopia and tritanopia
+# on linear RGB.
+CVD = [
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+    [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]],
+    [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]],
+    [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]],
+]
+
+
+def lab(linear):
+    """CIELAB (D65 white) of a linear-RGB colour."""
+    import numpy as np
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ np.clip(linear, 0, 1)
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_method_colours_stay_apart_under_colour_blindness() -> None:
+    import itertools
+    import numpy as np
+    import adapters
+    from figures.style import method_style
+
+    def linear(hex_colour: str):
+        c = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+        return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+    colours = {name: linear(method_style(name)["color"]) for name in adapters.names()}
+    worst = min(
+        (min(np.linalg.norm(lab(np.array(m) @ colours[a]) - lab(np.array(m) @ colours[b])) for m in CVD), a, b)
+        for a, b in itertools.combinations(colours, 2)
+    )
+    assert worst[0] > 12, worst  # CIE76 ΔE; ProLoRA / MiSS were 4.3 apart, VeRA / MiSS 5.9
+
+
+def test_the_timing_panels_name_each_line_where_it_ends() -> None:
+    import matplotlib.pyplot as plt
+    from figures.efficiency import draw_cost_vs_params
+
+    def record(method: str, rank: int, params: int, ms: float) -> dict:
+        timing = {"fastest_s": ms / 1e3, "median_s": ms / 1e3, "rounds": 1, "noisy": False, "clock": "thread_cpu"}
+        return {"method": method, "rank": rank, "summary": {"trainable_params": params}, "timing": timing}
+
+    fig, ax = plt.subplots()
+    draw_cost_vs_params(ax, [record("lora", 1, 100, 0.1), record("lora", 2, 200, 0.12), record("milora", 1, 100, 0.3)],
+                        "Initialisation time", "model")
+    assert sorted(text.get_text() for text in ax.texts) == ["LoRA", "MiLoRA"]
+    plt.close(fig)
