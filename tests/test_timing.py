@@ -245,8 +245,10 @@ def test_under_load_rounds_that_agree_on_a_slowed_value_do_not_stop_a_cell(tmp_p
 
 def test_the_share_of_quiet_rounds_sets_how_many_rounds_settle_a_cell() -> None:
     rule = StopRule(max_rounds=10, min_rounds=3, tolerance=0.05, confirmations=2, miss_chance=0.01)
-    assert rule.quiet_share([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 2.0, 2.0], []]) == 0.5  # 3 of 6, fastest rounds left out
-    assert rule.quiet_share([]) == 0.0
+    # 3 of 6 rounds within 5% of their cell's fastest (the fastest rounds left out); no rounds, no evidence
+    assert rule.quiet_shares([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 2.0, 2.0], []]) == [0.5, 0.5, 0.0]
+    # a cell 10x as costly is no peer: its rounds, all cut, say nothing of the cheap cell's and back
+    assert rule.quiet_shares([[1.0, 1.0, 1.0, 1.0], [10.0, 20.0, 20.0, 20.0]]) == [1.0, 0.0]
     steady = [1.0] * 4
     assert rule.open(steady, 0.5) and not rule.open(steady * 2, 0.5), "0.5^4 > 1% >= 0.5^7"
     assert not rule.open(steady, 0.9) and rule.open(steady, 0.0), "no evidence of quiet rounds: on to the maximum"
