@@ -20,6 +20,7 @@ import numpy as np
 import adapters
 from figures.records import Point, aggregate
 from nfl.measure.rounds import aggregate_stored
+from nfl.results import ResultStore
 from nfl.selection import at_tuned_lr, tune
 
 DOCS = Path(__file__).resolve().parent
@@ -28,9 +29,8 @@ Record = dict[str, Any]
 
 
 def load(records: Path, study: str, name: str) -> list[Record]:
-    """The records of ``<records>/<study>/<name>.jsonl``."""
-    path = records / study / f"{name}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The records of ``<records>/<study>/<name>.jsonl``, as a reader sees them (run contexts joined in)."""
+    return ResultStore(records / study / f"{name}.jsonl").records()
 
 
 def tuned(records: Path, study: str, name: str) -> list[Record]:

@@ -22,10 +22,12 @@ class BlockTimer:
     """Times blocks of ``calls`` calls of ``fn``; each call of the timer returns the fastest of
     ``repeats`` blocks.
 
-    At construction: ``warmup`` unmeasured calls (past Adam's lazy state, the first BLAS or
-    cuSOLVER call), then the block size is doubled until a block takes at least ``target_s`` on
-    the primary clock, so that even a 0.1 ms call is timed well above the clock's resolution, and
-    trimmed to the calls that take ``CALIBRATION_MARGIN`` times the target at the rate measured.
+    At construction: ``warmup`` calls, each timed alone but kept out of every result (past Adam's
+    lazy state, the first BLAS or cuSOLVER call). The block starts at the calls that the fastest of
+    them says take ``CALIBRATION_MARGIN`` times ``target_s`` and is doubled until it takes at least
+    ``target_s`` on the primary clock, so that even a 0.1 ms call is timed well above the clock's
+    resolution (``timeit``'s autorange grows its loop the same way), then trimmed to the calls that
+    take ``CALIBRATION_MARGIN`` times the target at the rate measured.
     Each call of the timer makes one unmeasured call, to start warm, then times ``repeats`` blocks
     and returns the fastest: seconds per call on the primary clock and on the wall clock, the
     block size and the repeats. The garbage collector is paused inside a block.
@@ -46,9 +48,8 @@ class BlockTimer:
         self.accelerator = accelerator_for(device)
         self.clock = clock_for(device, num_threads)
         with torch_threads(num_threads):
-            for _ in range(warmup):
-                fn()
-            self.calls = 1
+            warm = min((self._block(1)[0] for _ in range(warmup)), default=0.0)
+            self.calls = max(1, min(max_calls, math.ceil(CALIBRATION_MARGIN * target_s / warm))) if warm > 0 else 1
             while self.calls < max_calls:
                 seconds = self._block(self.calls)[0]
                 if seconds >= target_s:

@@ -29,13 +29,13 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from nfl.cli import duration
 from nfl.measure.clocks import CLOCK_LABELS
-from nfl.measure.policy import CONFIRMATIONS, CONFIRM_TOLERANCE, MIN_ROUNDS, MISS_CHANCE
+from nfl.measure.policy import CONFIRMATIONS, CONFIRM_TOLERANCE, MIN_ROUNDS, MISS_CHANCE, PEER_COST
 from nfl.results import CONTEXT, ResultStore, context_record, record_key
 from nfl.sweep import Cell, run_cells
 
@@ -48,8 +48,9 @@ class StopRule:
     until it is *settled*: its fastest round reproduced within ``tolerance`` (relative) by
     ``confirmations`` other rounds (it is *confirmed*), and enough rounds taken that all of them
     missing a quiet moment has a chance of at most ``miss_chance``, a quiet round coming as often
-    as the sweep's rounds have come within the tolerance of their cell's fastest so far
-    (:meth:`quiet_share`). On a quiet machine that is a few rounds; under load, nearly the maximum."""
+    as the rounds of cells of a similar cost have come within the tolerance of their cell's fastest
+    so far (:meth:`quiet_shares`). On a quiet machine that is a few rounds; under load, up to the
+    maximum."""
 
     max_rounds: int
     min_rounds: int = MIN_ROUNDS
@@ -67,16 +68,21 @@ class StopRule:
         k = self.confirmations
         return len(ordered) > k and ordered[k] <= (1 + self.tolerance) * ordered[0]
 
-    def quiet_share(self, cells: Iterable[Sequence[float]]) -> float:
-        """The share of the rounds, each cell's fastest left out, within the tolerance of their
-        cell's fastest: how often a round is quiet on this machine now (0 without evidence)."""
-        near = total = 0
+    def quiet_shares(self, cells: Sequence[Sequence[float]]) -> list[float]:
+        """For each cell, how often a round is quiet on this machine now for calls of its cost: the
+        share of the rounds of the cells whose fastest is within ``PEER_COST`` times its own (each
+        cell's fastest left out) that came within the tolerance of their cell's fastest (0 without
+        evidence). Calls of a similar cost meet load alike; a 0.7 ms SVD is cut far more often than
+        a 0.1 ms copy, so one share for all would settle the SVDs on slowed rounds."""
+        tallies = [(min(s), sum(x <= (1 + self.tolerance) * min(s) for x in s) - 1, len(s) - 1) for s in cells if s]
+        shares = []
         for seconds in cells:
-            if seconds:
-                fastest = min(seconds)
-                near += sum(s <= (1 + self.tolerance) * fastest for s in seconds) - 1
-                total += len(seconds) - 1
-        return near / total if total else 0.0
+            fastest = min(seconds, default=0.0)
+            peers = [(near, total) for f, near, total in tallies
+                     if fastest <= PEER_COST * f and f <= PEER_COST * fastest]
+            total = sum(t for _, t in peers)
+            shares.append(sum(n for n, _ in peers) / total if seconds and total else 0.0)
+        return shares
 
     def open(self, seconds: Sequence[float], quiet_share: float) -> bool:
         """Whether a cell with these rounds gets another one, rounds being quiet this often."""
@@ -161,10 +167,10 @@ def run_rounds(
             (c, r) for r in range(rule.min_rounds) for c in round_order(cells, seed, r) if r not in blocks[c]
         ]
         for index in range(rule.min_rounds, rule.max_rounds):
-            quiet = rule.quiet_share(seconds(c) for c in cells)
+            quiet = dict(zip(cells, rule.quiet_shares([seconds(c) for c in cells])))
             yield f"round {index + 1}", [
                 (c, index) for c in round_order(cells, seed, index)
-                if rule.open(seconds(c), quiet) and max(blocks[c], default=-1) + 1 == index
+                if rule.open(seconds(c), quiet[c]) and max(blocks[c], default=-1) + 1 == index
             ]
 
     ours = {c.key() for c in cells} | {round_cell(c, r).key() for c in cells for r in range(rule.max_rounds)}
