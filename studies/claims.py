@@ -193,7 +193,7 @@ def interval_tag(how: str) -> str:
     return INTERVAL_TAGS.get(how, how)
 
 
-def show(part: Part, measured: Measured) -> str:
+def effect_text(part: Part, measured: Measured) -> str:
     effect = measured.effect
     if part.metric == "lr_sharpness":
         return f"ρ {effect.estimate:.2f} [{effect.low:.2f}, {effect.high:.2f}]"
@@ -220,7 +220,7 @@ def judge(claim: Claim, quality_records: Records, grid_records: Records | None, 
         measured = measure(part, quality_records, grid_records, timing)
         outcome, how = decide(measured.effect, part.direction, part.margin)
         verdicts.append(outcome)
-        evidence = "no records" if measured.effect is None else f"{show(part, measured)} ({interval_tag(how)})"
+        evidence = "no records" if measured.effect is None else f"{effect_text(part, measured)} ({interval_tag(how)})"
         shown.append(f"{outcome} {evidence}" if len(claim.parts) > 1 else evidence)
     overall = combine(verdicts)
     return Judged(overall, tuple(verdicts), f"**{overall}**: " + "; ".join(shown))
