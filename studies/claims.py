@@ -12,14 +12,24 @@ figures, and prints the text.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, get_args
+from typing import Any, get_args
 
 import numpy as np
 
 from nfl.claims import (
-    CLAIMS, RULE, Claim, Effect, Part, combine, decide, paired_difference, pairwise_spread, timing_ratio,
+    CLAIMS,
+    RULE,
+    Claim,
+    Effect,
+    Part,
+    combine,
+    decide,
+    paired_difference,
+    pairwise_spread,
+    timing_ratio,
 )
 from nfl.config import Shift
 from nfl.selection import at_tuned_lr, extension, grid_lattice, groups, lr_scores, resampled_lrs
