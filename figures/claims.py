@@ -19,7 +19,7 @@ def no_free_lunch_figure(by_shift: dict[str, list[dict[str, Any]]], title: str) 
     """``by_shift``: shift family -> its quality records at each method's tuned learning rate."""
     fig, axes = plt.subplots(1, len(by_shift), figsize=(3.6 * len(by_shift), 3.4), sharey=True, squeeze=False)
     order = list(dict.fromkeys(r["method"] for records in by_shift.values() for r in records))
-    for ax, (shift, records) in zip(axes[0], by_shift.items()):
+    for ax, (shift, records) in zip(axes[0], by_shift.items(), strict=True):
         points = {p.method: p for p in aggregate(records, lambda r: r["summary"]["test_loss"])}
         shown = [m for m in order if m in points]
         if not shown:

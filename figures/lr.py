@@ -37,7 +37,7 @@ def lr_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figure:
     cols = min(4, len(grouped))
     rows = math.ceil(len(grouped) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False, sharey=True)
-    for ax, (key, mine) in zip(axes.flat, grouped.items()):
+    for ax, (key, mine) in zip(axes.flat, grouped.items(), strict=False):  # spare axes are hidden below
         style = method_style(key[0])
         for field, ls, label in (("min_val_loss", "--", "validation (selects)"), ("test_loss", "-", "test (reports)")):
             lrs, mean, low, high = _curve(mine, field)

@@ -8,8 +8,9 @@ where such an interval reaches below zero a log axis cannot draw it, and :func:`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -15,8 +15,9 @@ A selected lr at the grid's edge asks for the grid to be extended (:func:`extens
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def resampled_lrs(records: Iterable[Record], resamples: np.ndarray, seeds: Seque
     out = np.full(len(resamples), np.nan)
     for b, idx in enumerate(resamples):
         picked = columns[:, idx]
-        scores = {lr: None if np.isnan(row).any() else float(row.mean()) for lr, row in zip(lrs, picked)}
+        scores = {lr: None if np.isnan(row).any() else float(row.mean()) for lr, row in zip(lrs, picked, strict=True)}
         tuned = interpolated_lr(scores)
         out[b] = np.nan if tuned is None else tuned
     return out

@@ -9,8 +9,8 @@ the same data, so the difference cancels what the seed shares).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -12,14 +12,24 @@ figures, and prints the text.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, get_args
+from typing import Any, get_args
 
 import numpy as np
 
 from nfl.claims import (
-    CLAIMS, RULE, Claim, Effect, Part, combine, decide, paired_difference, pairwise_spread, timing_ratio,
+    CLAIMS,
+    RULE,
+    Claim,
+    Effect,
+    Part,
+    combine,
+    decide,
+    paired_difference,
+    pairwise_spread,
+    timing_ratio,
 )
 from nfl.config import Shift
 from nfl.selection import at_tuned_lr, extension, grid_lattice, groups, lr_scores, resampled_lrs
@@ -193,7 +203,7 @@ def interval_tag(how: str) -> str:
     return INTERVAL_TAGS.get(how, how)
 
 
-def show(part: Part, measured: Measured) -> str:
+def effect_text(part: Part, measured: Measured) -> str:
     effect = measured.effect
     if part.metric == "lr_sharpness":
         return f"ρ {effect.estimate:.2f} [{effect.low:.2f}, {effect.high:.2f}]"
@@ -220,7 +230,7 @@ def judge(claim: Claim, quality_records: Records, grid_records: Records | None, 
         measured = measure(part, quality_records, grid_records, timing)
         outcome, how = decide(measured.effect, part.direction, part.margin)
         verdicts.append(outcome)
-        evidence = "no records" if measured.effect is None else f"{show(part, measured)} ({interval_tag(how)})"
+        evidence = "no records" if measured.effect is None else f"{effect_text(part, measured)} ({interval_tag(how)})"
         shown.append(f"{outcome} {evidence}" if len(claim.parts) > 1 else evidence)
     overall = combine(verdicts)
     return Judged(overall, tuple(verdicts), f"**{overall}**: " + "; ".join(shown))
@@ -228,36 +238,30 @@ def judge(claim: Claim, quality_records: Records, grid_records: Records | None, 
 
 # --- from records to claims.md and figures ----------------------------------------------------------
 
-def protocols(column: Column, fixed: bool) -> dict[str, tuple[Records, Records | None]]:
-    """Protocol name -> (records measured, grid records for tuning), for one column."""
-    steps = column.setting.steps
-    out = {}
-    if fixed:
-        out[f"lr 1e-3, {steps} steps"] = ([r for r in column.grid if r["lr"] == FIXED_LR], None)
-    out[f"tuned lr, {steps} steps"] = (at_tuned_lr(column.grid), column.grid)
-    return out
+def judged_column(records: Records, grid: Records | None, timing: dict[str, Records]) -> list[Judged]:
+    """Every claim judged on one protocol's records (``grid`` None: the fixed lr, which tunes nothing)."""
+    return [judge(claim, records, grid, timing) for claim in CLAIMS]
 
 
-def table(cells: dict[str, tuple[Records, Records | None, dict[str, Records]]]) -> list[str]:
+def table(cells: dict[str, list[Judged]]) -> list[str]:
     """Markdown rows, one per claim: claim, measurement, then one cell per named column."""
     head = ["#", "claim", "measurement", *cells]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for claim in CLAIMS:
-        judged = [judge(claim, q, grid, timing).text for q, grid, timing in cells.values()]
-        lines.append(f"| {claim.number} | {claim.text} ({claim.source}) | {claim.measurement} | {' | '.join(judged)} |")
+    for i, claim in enumerate(CLAIMS):
+        judged = " | ".join(column[i].text for column in cells.values())
+        lines.append(f"| {claim.number} | {claim.text} ({claim.source}) | {claim.measurement} | {judged} |")
     return lines
 
 
 SHORT = {"supported": "S", "not supported": "N", "contradicted": "C", "inconclusive": "?", "": "—"}
 
 
-def matrix(columns: list[Column]) -> list[str]:
-    """Each claim's verdict (tuned lr) across every setting: the robustness matrix."""
-    head = ["#", *(c.setting.label() for c in columns)]
+def matrix(cells: dict[str, list[Judged]]) -> list[str]:
+    """Each claim's verdict across the named settings: the robustness matrix."""
+    head = ["#", *cells]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for claim in CLAIMS:
-        row = [SHORT[judge(claim, at_tuned_lr(c.grid), c.grid, c.timing).verdict] for c in columns]
-        lines.append(f"| {claim.number} | " + " | ".join(row) + " |")
+    for i, claim in enumerate(CLAIMS):
+        lines.append(f"| {claim.number} | " + " | ".join(SHORT[column[i].verdict] for column in cells.values()) + " |")
     return lines
 
 
@@ -297,17 +301,18 @@ def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
 
     lines = ["# What nfl says about the papers' claims", "", f"Command: `{command}`", "", f"Rule: {RULE}.", "",
              LEGEND, "", multiple_comparisons_note(columns), ""]
+    tuned = {c.setting: judged_column(at_tuned_lr(c.grid), c.grid, c.timing) for c in columns}  # judged once
     sections: dict[tuple[int, str], list[Column]] = {}
     for column in columns:
         sections.setdefault((column.setting.width, column.setting.shift), []).append(column)
     paths: list[Path] = []
     for (width, shift), mine in sections.items():
         main = mine[0]
-        cells: dict[str, tuple[Records, Records | None, dict[str, Records]]] = {}
-        for column in mine:
-            s = column.setting
-            for name, (records, grid) in protocols(column, fixed=column is main).items():
-                cells[name if s.rank is None else f"{name}, rank {s.rank}"] = (records, grid, column.timing)
+        fixed = judged_column([r for r in main.grid if r["lr"] == FIXED_LR], None, main.timing)
+        cells = {f"lr 1e-3, {main.setting.steps} steps": fixed}
+        for c in mine:
+            rank = "" if c.setting.rank is None else f", rank {c.setting.rank}"
+            cells[f"tuned lr, {c.setting.steps} steps{rank}"] = tuned[c.setting]
         lrs = sorted({r["lr"] for r in main.grid})
         lines += [f"## width {width}, shift {shift}", "",
                   f"{main.seeds} seed(s), each its own task draw; learning rates tried "
@@ -318,7 +323,7 @@ def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
         lines += [main.note, "", *table(cells), ""]
     lines += ["## Robustness: each claim's verdict (tuned lr) across settings", "",
               "S supported, N not supported, C contradicted, ? inconclusive, — not measurable here.", "",
-              *matrix(columns), ""]
+              *matrix({c.setting.label(): tuned[c.setting] for c in columns}), ""]
     budgets = sorted({c.setting.steps for c in columns})
     for width in dict.fromkeys(c.setting.width for c in columns):
         for steps in budgets:

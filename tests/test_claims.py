@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from nfl.claims import (
-    CLAIMS, MIN_SEEDS, Effect, combine, decide, paired_difference, pairwise_spread, timing_ratio, verdict,
+    CLAIMS,
+    MIN_SEEDS,
+    Effect,
+    combine,
+    decide,
+    paired_difference,
+    pairwise_spread,
+    timing_ratio,
+    verdict,
 )
 
 M = math.log10(1.1)

@@ -36,7 +36,8 @@ def test_claims_study_writes_a_verdict_for_every_claim_in_every_column(tmp_path:
 
 
 @pytest.mark.slow
-def test_identical_copies_of_lora_never_contradict_claim_9(tmp_path: Path, registry_restored) -> None:
+@pytest.mark.usefixtures("registry_restored")
+def test_identical_copies_of_lora_never_contradict_claim_9(tmp_path: Path) -> None:
     """Three LoRA copies from an external file (examples/lora_copies.py): methods identical by
     construction are 'within a few percent' or inconclusive, never contradicted."""
     example = Path(__file__).resolve().parents[1] / "examples" / "lora_copies.py"

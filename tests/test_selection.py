@@ -21,7 +21,8 @@ def test_the_lowest_mean_validation_loss_over_seeds_wins() -> None:
 
 
 def test_a_diverged_grid_point_is_never_selected() -> None:
-    records = [record(1e-1, 0, 0.01), record(1e-1, 1, None, None, diverged=7), record(1e-3, 0, 0.4), record(1e-3, 1, 0.4)]
+    records = [record(1e-1, 0, 0.01), record(1e-1, 1, None, None, diverged=7),
+               record(1e-3, 0, 0.4), record(1e-3, 1, 0.4)]
     assert select_lr(records) == 1e-3
     assert select_lr([record(1e-1, 0, None, None, diverged=3)]) is None
 
