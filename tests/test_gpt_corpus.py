@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nfl import seeds
-from nfl.testbeds import corpus
+from nfl.testbeds import corpus, gpt
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,22 @@ def test_code_comes_from_the_running_pythons_standard_library(tmp_path) -> None:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     code = corpus.code_bytes()
     assert code.startswith((stdlib / "argparse.py").read_bytes()) and code.endswith((stdlib / "tokenize.py").read_bytes())
+
+
+def test_the_unigram_reference_is_the_byte_entropy() -> None:
+    assert gpt.unigram_bits(torch.arange(256, dtype=torch.uint8).repeat(3)) == pytest.approx(8.0)
+    assert gpt.unigram_bits(torch.tensor([7, 7, 9, 9], dtype=torch.uint8)) == pytest.approx(1.0)
+
+
+def test_a_corpus_too_small_for_a_window_is_refused_naming_it(tmp_path) -> None:
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"x" * 300)  # its 30-byte validation span holds no window of 65
+    with pytest.raises(ValueError, match="small.txt: its val span of 30 bytes holds no window of 65"):
+        gpt.load_data(gpt.GPTSettings(corpus_shift=str(small)))
+
+
+def test_the_default_data_are_well_formed() -> None:
+    data = gpt.load_data(gpt.GPTSettings())
+    assert data.base.x_val.shape == data.shifted.y_test.shape == (64, 64)
+    assert 4.0 < data.shifted.unigram_bits < data.base.unigram_bits < 5.0  # English bytes here: 4.7 bits
+    assert data.identity["base"]["source"] == "pydoc_data.topics"
