@@ -13,13 +13,14 @@ import numpy as np
 import torch
 
 import adapters
-from nfl import cli
+from nfl import cli, testbeds
 from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv, format_lr_grid
 from nfl.results import DirectoryLocked, ResultStore, StoreWriteError, environment, lock_directory, record_key
 from nfl.seeds import Run
 from nfl.stats import format_mean_ci
 from nfl.sweep import Backend, Cell, LocalBackend, SweepInterrupted, run_groups
-from nfl.tasks import TaskData, make_task_data
+from nfl.tasks import TaskData
+from nfl.testbeds import cache
 from nfl.measure.prepared import step_seconds
 from nfl.measure.threads import default_threads
 from nfl.training import History, pretrain
@@ -96,7 +97,9 @@ class StudySetup:
         self.prog = parser.prog
         args = parser.parse_args(self.argv)
         try:
-            self.config: ExperimentConfig = config_from_args(args)
+            config = config_from_args(args)
+            self.testbed = testbeds.get(config.testbed)
+            self.config: ExperimentConfig = self.testbed.resolve(config)
             count = args.seeds if args.seeds is not None else DEFAULT_QUICK_SEEDS if args.quick else DEFAULT_SEEDS
             self.seeds = cli.seeds("--seeds", self.config.seed, count)
             cli.threads("--threads", args.threads)
@@ -123,7 +126,7 @@ class StudySetup:
         self.method_ranks = self.plan(self.ranks)
         self.args = args
         # Small models want one thread (nfl.measure.threads); --threads overrides, and records keep the number.
-        torch.set_num_threads(args.threads or default_threads(self.config.model.width))
+        torch.set_num_threads(args.threads or default_threads(self.config.width))
         self.engine = args.engine
         self.quick = args.quick
         grid = self.config.train.adaptation_lrs
@@ -142,7 +145,7 @@ class StudySetup:
         """method -> the ranks it runs at (``None``: its default rank). A rank a method cannot
         take is an error when it is the only rank asked for, else skipped with a one-line notice; a
         method left with no rank at all is an error (exit 2)."""
-        width = self.config.model.width
+        width = self.config.width
         shapes = Run(self.config, self.config.seed).shapes()
         plan: dict[str, list[int | None]] = {}
         for method in self.methods:
@@ -196,7 +199,7 @@ class StudySetup:
         cfg = self.config
         return [
             [
-                Cell(study, method, rank, seed, cfg.model.width, str(self.device), cfg.digest(), lr=lr)
+                Cell(study, method, rank, seed, cfg.width, str(self.device), cfg.digest(), lr=lr)
                 for seed in (self.seeds if seeds is None else seeds)
                 for lr in (self.lrs if lrs is None else lrs)
             ]
@@ -205,10 +208,14 @@ class StudySetup:
         ]
 
     def pretrained(self, seed: int) -> tuple[TaskData, torch.nn.Module, History]:
-        """Data, pretrained model and its history for ``seed``, computed once per run."""
+        """Data, pretrained model and its history for ``seed``, computed once per run; a testbed whose
+        pretraining is costly keeps the model under ``--out/pretrained`` for the next run or study."""
         if seed not in self._pretrained:
-            data = make_task_data(self.config.task, self.config.model.width, seed).to(self.device)
-            model, history = pretrain(self.config, data, seed, self.device)
+            data = self.testbed.make_data(self.config, seed).to(self.device)
+            if self.testbed.CACHE_PRETRAINING:
+                model, history = cache.pretrained(self.config, data, seed, self.device, self.out)
+            else:
+                model, history = pretrain(self.config, data, seed, self.device)
             self._pretrained[seed] = (data, model, history)
         return self._pretrained[seed]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sysconfig
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from nfl import seeds
+from nfl.config import GPTSettings, preset
 from nfl.testbeds import corpus, gpt
 
 
@@ -71,7 +73,8 @@ def test_code_comes_from_the_running_pythons_standard_library(tmp_path) -> None:
         corpus.code_bytes(str(tmp_path))
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     code = corpus.code_bytes()
-    assert code.startswith((stdlib / "argparse.py").read_bytes()) and code.endswith((stdlib / "tokenize.py").read_bytes())
+    assert code.startswith((stdlib / "argparse.py").read_bytes())
+    assert code.endswith((stdlib / "tokenize.py").read_bytes())
 
 
 def test_the_unigram_reference_is_the_byte_entropy() -> None:
@@ -82,12 +85,16 @@ def test_the_unigram_reference_is_the_byte_entropy() -> None:
 def test_a_corpus_too_small_for_a_window_is_refused_naming_it(tmp_path) -> None:
     small = tmp_path / "small.txt"
     small.write_bytes(b"x" * 300)  # its 30-byte validation span holds no window of 65
-    with pytest.raises(ValueError, match="small.txt: its val span of 30 bytes holds no window of 65"):
-        gpt.load_data(gpt.GPTSettings(corpus_shift=str(small)))
+    cfg = dataclasses.replace(preset("default", "gpt"), gpt=GPTSettings(corpus_shift=str(small)))
+    with pytest.raises(ValueError, match="--corpus-shift: .*small.txt: its val span of 30 bytes holds no window of 65"):
+        gpt.resolve(cfg)
+    missing = dataclasses.replace(cfg, gpt=GPTSettings(corpus_base=str(tmp_path / "none.txt")))
+    with pytest.raises(ValueError, match="--corpus-base: No such file or directory: .*none.txt"):
+        gpt.resolve(missing)
 
 
 def test_the_default_data_are_well_formed() -> None:
-    data = gpt.load_data(gpt.GPTSettings())
+    data = gpt.make_data(preset("default", "gpt"), seed=43)
     assert data.base.x_val.shape == data.shifted.y_test.shape == (64, 64)
     assert 4.0 < data.shifted.unigram_bits < data.base.unigram_bits < 5.0  # English bytes here: 4.7 bits
     assert data.identity["base"]["source"] == "pydoc_data.topics"

@@ -14,10 +14,10 @@ from torch import nn
 import adapters as registry
 from adapters.base import Adapter
 from adapters.step import step as adapter_step
+from nfl import testbeds
 from nfl.config import ExperimentConfig, TrainConfig
 from nfl.measure.clocks import wall_seconds
 from nfl.measure.devices import accelerator_for, measured_peak_bytes
-from nfl.model import make_mlp
 from nfl.params import trainable_parameters
 from nfl.tasks import Dataset
 
@@ -75,15 +75,17 @@ def train_step_peak_bytes(
 
 
 def step_seconds(cfg: ExperimentConfig, device: torch.device, steps: int = 4) -> float:
-    """An estimate of a full-batch Adam step of the config's MLP on ``device`` for progress bars: the
-    median wall time of ``steps`` steps, the first left out (Adam's lazy state)."""
-    model = make_mlp(cfg.model, seed=0, device=device)
-    x = torch.randn(cfg.task.n_train, cfg.model.width, device=device)
+    """An estimate of an Adam step of the config's testbed model on a batch shaped like a training step's,
+    on ``device``, for progress bars: the median wall time of ``steps`` steps, the first left out (Adam's
+    lazy state)."""
+    testbed = testbeds.get(cfg.testbed)
+    model = testbed.make_model(cfg, 0).to(device)
+    x, y = (t.to(device) for t in testbed.example_batch(cfg))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
 
     def step() -> None:
         optimizer.zero_grad()
-        model(x).square().mean().backward()
+        testbed.loss_fn(model(x), y).backward()
         optimizer.step()
 
     return statistics.median([wall_seconds(step, device) for _ in range(steps)][1:])

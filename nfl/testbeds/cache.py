@@ -15,9 +15,14 @@ import io
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
+from torch import nn
+
+from nfl import seeds, testbeds
+from nfl.config import ExperimentConfig, config_digest
+from nfl.training import History, pretrain
 
 Payload = dict[str, Any]
 
@@ -69,11 +74,33 @@ def load(path: Path, device: torch.device | str) -> Payload | None:
     return payload
 
 
-def load_or_compute(path: Path, device: torch.device | str, compute: Callable[[], Payload]) -> tuple[Payload, bool]:
-    """(payload, reused): the stored one when it is sound, else ``compute()``'s, stored for next time."""
+# Settings that shape only the adaptation: a pretrained model is shared by configs that differ in these.
+ADAPTATION_ONLY = {"": ("targets", "train_unadapted_layers"), "train": ("adapt_epochs", "adapt_lr", "lr_grid"),
+                   "gpt": ("batch",)}
+
+
+def pretraining_digest(cfg: ExperimentConfig) -> str:
+    """The config hash of what the pretraining depends on (the corpora's identity included)."""
+    data = cfg.to_dict()
+    for section, names in ADAPTATION_ONLY.items():
+        where = data[section] if section else data
+        for name in names:
+            where.pop(name)
+    return config_digest(data)
+
+
+def pretrained(
+    cfg: ExperimentConfig, data: Any, seed: int, device: torch.device | str, out: str | Path
+) -> tuple[nn.Module, History]:
+    """The model pretrained on ``data``'s base task for run ``seed``, and its history: read from ``out`` when
+    a sound file is there, else computed (:func:`nfl.training.pretrain`) and stored for the next study."""
+    path = path_for(out, cfg.testbed, pretraining_digest(cfg), seed)
     payload = load(path, device)
-    if payload is not None:
-        return payload, True
-    payload = compute()
-    save(path, payload, device)
-    return payload, False
+    if payload is None:
+        model, history = pretrain(cfg, data, seed, device)
+        save(path, {"state": model.state_dict(), "history": history.to_dict()}, device)
+        return model, history
+    print(f"note: pretrained model reused from {path}", file=sys.stderr)
+    model = testbeds.get(cfg.testbed).make_model(cfg, seeds.derive(seed, "model")).to(device)
+    model.load_state_dict(payload["state"])
+    return model, History(**payload["history"])

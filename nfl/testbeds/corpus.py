@@ -91,7 +91,7 @@ def identity(base: Corpus, shifted: Corpus) -> dict[str, object]:
 
 def windows(span: torch.Tensor, starts: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and next-byte targets of the windows at ``starts``: two (n, context) int64 tensors."""
-    offsets = starts[:, None] + torch.arange(context + 1)
+    offsets = (starts[:, None] + torch.arange(context + 1)).to(span.device)
     if len(starts) and int(offsets.max()) >= len(span):
         raise ValueError(f"a window of {context + 1} bytes at {int(starts.max())} crosses the span's end ({len(span)})")
     chunk = span[offsets].long()  # (n, context + 1)

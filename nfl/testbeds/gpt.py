@@ -3,54 +3,45 @@
 The learning-versus-forgetting setting of Biderman et al. 2024 ("LoRA Learns Less and Forgets
 Less": continued training on code, forgetting measured on general English) in miniature, on text
 every Python installation carries (:mod:`nfl.testbeds.corpus`) and a model in one file
-(:mod:`nfl.testbeds.gpt_model`). The loss is the next byte's cross-entropy (nats, what Adam sees);
-the metric is the same in bits per byte. Training batches are random windows of the train span drawn
-from a run's own stream; validation and test are fixed windows, the same for every run.
+(:mod:`nfl.testbeds.gpt_model`). Training batches are random windows of the train span drawn from a
+run's own stream; validation and test are fixed windows, the same for every run, evaluated every
+``eval_every`` steps (an evaluation of 2 x 64 windows costs about two training steps).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
+from nfl.config import ExperimentConfig, GPTSettings
 from nfl.testbeds import corpus
-from nfl.testbeds.gpt_model import GPTConfig
+from nfl.testbeds.gpt_model import GPT, GPTConfig, bits_per_byte, make_gpt, target_pattern
 
+if TYPE_CHECKING:
+    from nfl.training import Batches
+
+NAME = "gpt"
 METRIC = "bits/byte"
+REFERENCE = "unigram entropy"  # what a model that ignores context scores
+CACHE_PRETRAINING = True  # tens of seconds: paid once per (config, seed) under --out
+# The loss minimised is the metric itself: cross-entropy in bits, nats / ln 2 (the same minimiser; Adam's
+# steps do not depend on the loss's scale), so that every history and selection reads in bits/byte.
+loss_fn = bits_per_byte
+# λ_max's relative tolerance: a Hessian-vector product costs ~35 ms here (one thread) and at 1e-6 LoRA's took
+# 250 of them; at 1e-3, 98, and λ_max moved by 0.1% (LoRA, full fine-tuning) to 0.5% (VeRA) from 1e-6's.
+SHARPNESS_TOL = 1e-3
 
 
-def _setting(default, help: str, **kwargs):
-    return field(default=default, metadata={"help": help, **kwargs})
-
-
-@dataclass(frozen=True)
-class GPTSettings:
-    """The gpt testbed's model, text and batches (steps and learning rates are the run's TrainConfig)."""
-
-    d_model: int = _setting(64, "gpt: width of the residual stream")
-    n_layer: int = _setting(2, "gpt: transformer blocks")
-    n_head: int = _setting(4, "gpt: attention heads (must divide d_model)")
-    context: int = _setting(64, "gpt: bytes a window holds (the model's context)")
-    corpus_base: str | None = _setting(None, "gpt: a text file to pretrain on instead of pydoc_data.topics", type=str,
-                                       metavar="FILE")
-    corpus_shift: str | None = _setting(None, "gpt: a text file to adapt to instead of the standard library's source",
-                                        type=str, metavar="FILE")
-    pretrain_batch: int = _setting(32, "gpt: windows per pretraining step")
-    batch: int = _setting(16, "gpt: windows per adaptation step")
-    eval_windows: int = _setting(64, "gpt: fixed windows in each validation and test set")
-    eval_every: int = _setting(10, "gpt: adaptation steps between two evaluations (validation selects among them)")
-
-    def __post_init__(self) -> None:
-        for name in ("pretrain_batch", "batch", "eval_windows", "eval_every"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        self.model()  # its own checks: sizes >= 1, n_head divides d_model
-
-    def model(self) -> GPTConfig:
-        return GPTConfig(n_layer=self.n_layer, n_head=self.n_head, d_model=self.d_model, context=self.context)
+def model_config(settings: GPTSettings) -> GPTConfig:
+    return GPTConfig(n_layer=settings.n_layer, n_head=settings.n_head, d_model=settings.d_model,
+                     context=settings.context)
 
 
 def unigram_bits(span: torch.Tensor) -> float:
@@ -74,12 +65,12 @@ class TextTask:
     @classmethod
     def from_corpus(cls, text: corpus.Corpus, settings: GPTSettings) -> TextTask:
         spans = text.spans()
+        window = settings.context + 1
         for name, span in spans.items():
-            if len(span) < settings.context + 1:
-                raise ValueError(
-                    f"{text.source}: its {name} span of {len(span)} bytes holds no window of {settings.context + 1} "
-                    f"(the corpus needs at least {math.ceil((settings.context + 1) / min(corpus.SPLIT_FRACTIONS))} bytes)"
-                )
+            if len(span) < window:
+                needed = math.ceil(window / min(corpus.SPLIT_FRACTIONS))
+                raise ValueError(f"{text.source}: its {name} span of {len(span)} bytes holds no window of {window} "
+                                 f"(the corpus needs at least {needed} bytes)")
         val = corpus.fixed_windows(spans["val"], settings.eval_windows, settings.context)
         test = corpus.fixed_windows(spans["test"], settings.eval_windows, settings.context)
         return cls(spans["train"], *val, *test, unigram_bits(spans["train"]))
@@ -105,10 +96,66 @@ class TextData:
         return TextData(self.base.to(device), self.shifted.to(device), self.identity)
 
 
-def load_data(settings: GPTSettings) -> TextData:
-    """Both corpora (the user's files where given), split and windowed; the same for every seed."""
-    base = corpus.load("english", settings.corpus_base)
-    shifted = corpus.load("code", settings.corpus_shift)
-    return TextData(
-        TextTask.from_corpus(base, settings), TextTask.from_corpus(shifted, settings), corpus.identity(base, shifted)
-    )
+def load_corpora(settings: GPTSettings) -> tuple[corpus.Corpus, corpus.Corpus]:
+    """The base and shifted corpora: the user's files where given, else Python's own."""
+    return corpus.load("english", settings.corpus_base), corpus.load("code", settings.corpus_shift)
+
+
+def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with the corpora's identity (sha256 of each, the Python version) in its gpt settings, so
+    that it enters the config hash and every record: other text, another experiment. A corpus that cannot
+    be read, or is too small for the windows, is a ValueError naming its flag."""
+    texts = []
+    for flag, which, path in (("--corpus-base", "english", cfg.gpt.corpus_base),
+                              ("--corpus-shift", "code", cfg.gpt.corpus_shift)):
+        try:
+            texts.append(corpus.load(which, path))
+            TextTask.from_corpus(texts[-1], cfg.gpt)
+        except OSError as error:
+            raise ValueError(f"{flag}: {error.strerror}: {path}") from None
+        except ValueError as error:
+            raise ValueError(f"{flag}: {error}") from None
+    identity = json.dumps(corpus.identity(*texts), sort_keys=True)
+    return dataclasses.replace(cfg, gpt=dataclasses.replace(cfg.gpt, identity=identity))
+
+
+def make_data(cfg: ExperimentConfig, seed: int) -> TextData:
+    """Both corpora, split and windowed, on the CPU. The text is the same for every seed: a run's
+    seed draws its training windows instead (:func:`batches`)."""
+    base, shifted = load_corpora(cfg.gpt)
+    return TextData(TextTask.from_corpus(base, cfg.gpt), TextTask.from_corpus(shifted, cfg.gpt),
+                    corpus.identity(base, shifted))
+
+
+def make_model(cfg: ExperimentConfig, model_seed: int) -> nn.Module:
+    return make_gpt(model_config(cfg.gpt), torch.Generator().manual_seed(model_seed))
+
+
+def meta_model(cfg: ExperimentConfig) -> nn.Module:
+    """The model's structure without its numbers (on the meta device): to read its layers' shapes."""
+    with torch.device("meta"):
+        return GPT(model_config(cfg.gpt))
+
+
+def target_modules(cfg: ExperimentConfig) -> re.Pattern[str]:
+    return target_pattern(cfg.targets)
+
+
+def reference(task: TextTask) -> float:
+    return task.unigram_bits
+
+
+def batches(cfg: ExperimentConfig, task: TextTask, generator: torch.Generator, pretraining: bool) -> Batches:
+    """Each step's minibatch: random windows of the train span, drawn from ``generator`` (a run's own)."""
+    size = cfg.gpt.pretrain_batch if pretraining else cfg.gpt.batch
+    return lambda step: task.batch(size, cfg.gpt.context, generator)
+
+
+def eval_every(cfg: ExperimentConfig) -> int:
+    return cfg.gpt.eval_every
+
+
+def example_batch(cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random bytes shaped like one adaptation step's windows, for estimates of a step's time."""
+    shape = (cfg.gpt.batch, cfg.gpt.context)
+    return torch.randint(256, shape), torch.randint(256, shape)
