@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -147,3 +148,30 @@ def test_the_default_gpt_testbed_is_well_posed() -> None:
     best = min(min(h.val_loss) for h in runs)
     assert best <= before - 0.3  # measured: 3.2 -> 2.6
     assert seeds.derive(cfg.seed, "batches", "adapt") != seeds.derive(cfg.seed, "batches", "pretrain")
+
+
+def test_the_learning_forgetting_figure_places_each_method_and_the_pretrained_model() -> None:
+    import matplotlib.pyplot as plt
+
+    from figures.forgetting import learning_forgetting_figure, pretrained_point
+
+    def record(method: str, seed: int, learnt: float, forgot: float) -> dict:
+        summary = {"test_loss": learnt, "forgetting_base_test_loss": forgot, "pretrained_base_test_loss": 2.1 + seed / 10,
+                   "trainable_params": 10, "diverged_at": None}
+        return {"method": method, "rank": None if method == "full" else 2, "seed": seed, "lr": 1e-3,
+                "summary": summary, "history": {"test_loss": [3.2 + seed / 10, learnt]}}
+
+    records = [record("full", 0, 2.6, 2.3), record("full", 1, 2.6, 2.5), record("lora", 0, 2.8, 2.2),
+               record("lora", 1, 3.0, 2.2)]
+    assert pretrained_point(records) == pytest.approx((2.15, 3.25))
+    fig = learning_forgetting_figure(records, pretrained_point(records), title="t")
+    ax = fig.axes[0]
+    handles, labels = ax.get_legend_handles_labels()  # an errorbar's handle holds its marker's line first
+    points = {label: tuple(np.asarray((h[0] if isinstance(h, tuple) else h).get_xydata())[0])
+              for h, label in zip(handles, labels)}
+    # geometric means over seeds, as every positive quantity (figures.records)
+    assert points["LoRA"] == pytest.approx((2.2, (2.8 * 3.0) ** 0.5)) and points["Full FT"] == pytest.approx(
+        ((2.3 * 2.5) ** 0.5, 2.6))
+    assert points["pretrained (no adaptation)"] == pytest.approx((2.15, 3.25))
+    assert "bits/byte" in ax.get_xlabel() and "English" in ax.get_xlabel() and "code" in ax.get_ylabel()
+    plt.close(fig)

@@ -13,6 +13,7 @@ from torch import nn
 
 import adapters as registry
 from adapters.base import Adapter
+from adapters.step import LossFn
 from adapters.step import step as adapter_step
 from nfl import testbeds
 from nfl.config import ExperimentConfig, TrainConfig
@@ -39,9 +40,11 @@ def prepared_init(
 
 def prepared_train_step(
     model: nn.Module, hooks: Sequence[Adapter], data: Dataset, lr: float, device: str | torch.device, *,
-    step: int | None = None, total_steps: int | None = None,
+    step: int | None = None, total_steps: int | None = None, loss_fn: LossFn = F.mse_loss,
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Callable[[], None]:
-    """One full optimisation step on ``data`` as the pipeline takes it, ready to be measured.
+    """One full optimisation step on ``data`` (its training split, or ``batch``: a testbed's minibatch) with
+    the testbed's ``loss_fn``, as the pipeline takes it, ready to be measured.
 
     Moves ``model`` and the data to ``device``, creates Adam over the trainable parameters and
     takes one step, so Adam's lazily created state exists before anything is measured. Every
@@ -50,13 +53,13 @@ def prepared_train_step(
     70% of training) that is a step which updates importance and masks ranks, its costliest kind.
     """
     model.to(device)
-    data = data.to(device)
+    x, y = (t.to(device) for t in ((data.x_train, data.y_train) if batch is None else batch))
     optimizer = torch.optim.Adam(trainable_parameters(model), lr=lr)
     total_steps = TrainConfig().adapt_epochs if total_steps is None else total_steps
     step = total_steps // 2 if step is None else step
 
     def one_step() -> None:
-        adapter_step(model, optimizer, hooks, F.mse_loss, data.x_train, data.y_train, step, total_steps)
+        adapter_step(model, optimizer, hooks, loss_fn, x, y, step, total_steps)
 
     one_step()
     return one_step
@@ -64,13 +67,15 @@ def prepared_train_step(
 
 def train_step_peak_bytes(
     model: nn.Module, hooks: Sequence[Adapter], data: Dataset, lr: float, device: str | torch.device, *,
-    step: int | None = None, total_steps: int | None = None,
+    step: int | None = None, total_steps: int | None = None, loss_fn: LossFn = F.mse_loss,
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> int | None:
     """Measured peak allocated memory of one optimisation step after warm-up (CUDA); None on
     the CPU, where torch has no allocator statistics to read (nothing is run there)."""
     if accelerator_for(device) is None:
         return None
-    one_step = prepared_train_step(model, hooks, data, lr, device, step=step, total_steps=total_steps)
+    one_step = prepared_train_step(model, hooks, data, lr, device, step=step, total_steps=total_steps,
+                                   loss_fn=loss_fn, batch=batch)
     return measured_peak_bytes(one_step, device)
 
 
