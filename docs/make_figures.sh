@@ -15,7 +15,8 @@ python -m studies.pareto --threads 1 --out results/figures/pareto "$@"
 python -m studies.lr --threads 1 --out results/figures/lr "$@"
 python -m studies.anatomy --out results/figures/anatomy "$@"
 python -m studies.rank --out results/figures/rank "$@"
-studies=(paper adaptability pareto lr anatomy rank)
+python -m studies.adaptability --testbed gpt --threads 1 --out results/figures/gpt "$@"
+studies=(paper adaptability pareto lr anatomy rank gpt)
 if [ -z "${NFL_SKIP_CLAIMS:-}" ]; then
   python -m studies.claims --out results/figures/claims "$@"
   studies+=(claims)

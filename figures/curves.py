@@ -12,29 +12,30 @@ from figures.records import curves
 from figures.style import mark_empty, method_order, method_style
 from nfl.stats import mean_ci
 
-CURVE_KEYS = {
-    "train_loss": "training MSE (noisy targets)",
-    "val_loss": "validation MSE",
-    "test_loss": "test MSE",
-}
+CURVE_KEYS = {"train_loss": "training", "val_loss": "validation", "test_loss": "test"}
 _LABEL_GAP = 0.055  # the least vertical distance between two end labels, in axes fractions
 
 
-def curve_label(key: str) -> str:
-    """What a history key is, in words ("test MSE")."""
+def curve_label(key: str, metric: str = "MSE") -> str:
+    """What a history key is, in words ("test MSE", "test bits/byte")."""
     if key not in CURVE_KEYS:
         raise ValueError(f"no loss curve {key!r}; choose one of {', '.join(CURVE_KEYS)}")
-    return CURVE_KEYS[key]
+    return f"{CURVE_KEYS[key]} {metric}"
 
 
 def draw_loss_curves(
-    ax: plt.Axes, records: Iterable[dict[str, Any]], zero_loss: float | None = None, key: str = "val_loss"
+    ax: plt.Axes, records: Iterable[dict[str, Any]], zero_loss: float | None = None, key: str = "val_loss",
+    metric: str = "MSE", reference: str = "predict zero",
 ) -> int:
     """``key`` of the histories (train_loss, val_loss or test_loss) against the step, on ``ax``.
 
     The y axis (log) spans the adapters' curves; full fine-tuning (dashed, its square at its end)
-    and the predict-zero level, when they fall outside, are clipped and their values written at
-    the edge. Returns the number of seeds drawn, for the caption."""
+    and the ``reference`` level (``zero_loss``: the MLP's zero predictor, the GPT's unigram entropy),
+    when they fall outside, are clipped and their values written at the edge. Validation and test
+    losses sit at the steps they were measured (every ``eval_every``-th). Returns the number of seeds
+    drawn, for the caption."""
+    records = list(records)
+    every = 1 if key == "train_loss" or not records else records[0]["history"].get("eval_every", 1)
     grouped = curves(records, key)
     if not grouped:
         mark_empty(ax)
@@ -43,7 +44,7 @@ def draw_loss_curves(
     for method, runs in sorted(grouped.items(), key=lambda item: method_order(item[0])):
         style = method_style(method)
         mean, half = mean_ci(runs)
-        steps = np.arange(runs.shape[1]) + (1 if key == "train_loss" else 0)  # train_loss[i] is step i + 1's
+        steps = np.arange(runs.shape[1]) * every + (1 if key == "train_loss" else 0)  # train_loss[i] is step i + 1's
         full = method == "full"
         ax.plot(steps, mean, color=style["color"], label=style["label"], lw=1.6, ls="--" if full else "-",
                 marker=style["marker"] if full else None, markevery=[-1], ms=6)
@@ -58,12 +59,12 @@ def draw_loss_curves(
     ax.set_ylim(low / pad, high * pad)
     _clipped_note(ax, "full", means.get("full"), low / pad, high * pad)
     if zero_loss is not None:
-        ax.axhline(zero_loss, color="grey", lw=1, ls=":", label="predict zero")
-        _clipped_note(ax, "predict zero", None if low / pad <= zero_loss <= high * pad else np.array([zero_loss]),
+        ax.axhline(zero_loss, color="grey", lw=1, ls=":", label=reference)
+        _clipped_note(ax, reference, None if low / pad <= zero_loss <= high * pad else np.array([zero_loss]),
                       low / pad, high * pad)
     end_labels(ax, [e for e in ends if low / pad <= e[1] <= high * pad])
     ax.set_xlabel("adaptation step")
-    ax.set_ylabel(f"{curve_label(key)}, shifted task")
+    ax.set_ylabel(f"{curve_label(key, metric)}, shifted task")
     return max(len(runs) for runs in grouped.values())
 
 
@@ -102,12 +103,14 @@ def end_labels(ax: plt.Axes, ends: list[tuple[float, float, str]]) -> None:
 
 
 def loss_curves_figure(
-    records: list[dict[str, Any]], zero_loss: float | None = None, title: str = "", key: str = "val_loss"
+    records: list[dict[str, Any]], zero_loss: float | None = None, title: str = "", key: str = "val_loss",
+    metric: str = "MSE", reference: str = "predict zero",
 ) -> plt.Figure:
     """A figure of :func:`draw_loss_curves` with the legend outside the axes."""
     fig, ax = plt.subplots(figsize=(7.4, 4.6))
-    seeds = draw_loss_curves(ax, records, zero_loss, key)
+    seeds = draw_loss_curves(ax, records, zero_loss, key, metric, reference)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     band = "mean, 95% band" if seeds > 1 else "one seed"
-    ax.set_title(f"Adaptation to the shifted task: {curve_label(key)} ({band})" + (f"\n{title}" if title else ""))
+    label = curve_label(key, metric)
+    ax.set_title(f"Adaptation to the shifted task: {label} ({band})" + (f"\n{title}" if title else ""))
     return fig

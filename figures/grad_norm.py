@@ -72,7 +72,7 @@ def grad_norm_figure(records: list[dict[str, Any]], config: ExperimentConfig) ->
     if regulariser:
         points.legend(loc="lower left", fontsize=7)
     seeds = max(p.n for ps in series.values() for p in ps) if series else 0
-    fig.suptitle(f"Figure 1 — preset {config.preset}, width {config.model.width}, {seeds} seed(s), "
+    fig.suptitle(f"Figure 1 — preset {config.preset}, width {config.width}, {seeds} seed(s), "
                  f"{interval_wording(seeds)}")
     fig.tight_layout()
     return fig

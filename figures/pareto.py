@@ -13,21 +13,22 @@ from figures.records import Point, aggregate, error_bars
 from figures.style import interval_wording, mark_empty, method_order, method_style
 from nfl.pareto import pareto_front
 
-QUALITY_KEYS = {"min_val_loss": "min validation MSE", "test_loss": "test MSE at the selected step"}
+QUALITY_KEYS = {"min_val_loss": "min validation {metric}", "test_loss": "test {metric} at the selected step"}
 _DODGE = 1.1  # points at equal x are spread by this factor apart on the log x axis
 _LABEL_SPACING = 0.15  # decades of x between two labelled front points
 
 
 def figure2(
     adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str,
-    zero_loss: float | None = None, key: str = "test_loss",
+    zero_loss: float | None = None, key: str = "test_loss", metric: str = "MSE", reference: str = "predict zero",
 ) -> plt.Figure:
     """Left: loss curves (``key``: train_loss, val_loss or test_loss); middle: init time vs
     parameters; right: step time vs parameters."""
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 5.0), gridspec_kw={"width_ratios": [1.15, 1, 1]})
-    seeds = draw_loss_curves(left, adapt, zero_loss, key)
+    seeds = draw_loss_curves(left, adapt, zero_loss, key, metric, reference)
     band = "mean, 95% band" if seeds > 1 else "one seed"
-    left.set_title(f"{curve_label(key)[0].upper()}{curve_label(key)[1:]} ({band})")
+    label = curve_label(key, metric)
+    left.set_title(f"{label[0].upper()}{label[1:]} ({band})")
     draw_cost_vs_params(middle, init, "Initialisation time", "model")
     draw_cost_vs_params(right, train, "Training-step time", "step")
     handles = {}
@@ -84,14 +85,15 @@ def _draw_front(ax: plt.Axes, points: list[tuple[float, float, Point]], xlabel: 
 
 
 def pareto_figure(
-    adapt: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str, key: str = "test_loss"
+    adapt: list[dict[str, Any]], train: list[dict[str, Any]], subtitle: str, key: str = "test_loss",
+    metric: str = "MSE",
 ) -> plt.Figure:
     """The quality ``key`` of each method against trainable parameters (left) and against step
     time (right); the non-dominated methods joined by the Pareto front. Diverged runs are left out."""
     quality = aggregate(adapt, lambda r: r["summary"][key])
     step_ms = {(p.method, p.rank): p.fastest for p in timing_points(train)}
     seeds = max((p.n for p in quality), default=0)
-    ylabel = f"{QUALITY_KEYS.get(key, key)} ({interval_wording(seeds)})"
+    ylabel = f"{QUALITY_KEYS.get(key, key).format(metric=metric)} ({interval_wording(seeds)})"
     fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(12, 4.8))
     spread = _draw_front(by_params, [(p.params, p.mean, p) for p in quality], "trainable parameters", ylabel)
     by_params.set_title("Adaptability vs size")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from nfl.config import ExperimentConfig
-from nfl.model import MLP, target_layer_names
+from nfl.testbeds import adapted_shapes
 
 
 def _word(text: str) -> int:
@@ -64,7 +64,4 @@ class Run:
 
     def shapes(self) -> list[tuple[int, int]]:
         """(out, in) of each adapted layer, read from the model (built on the meta device: no data)."""
-        with torch.device("meta"):
-            model = MLP(self.config.model.width)
-        layers = [model.get_submodule(name) for name in target_layer_names(self.config.targets)]
-        return [(layer.out_features, layer.in_features) for layer in layers]
+        return adapted_shapes(self.config)

@@ -36,8 +36,9 @@ def run_summary(history: History) -> dict[str, Any]:
     """``selected_step``, ``min_val_loss`` and ``test_loss`` at that step (None for a diverged run)."""
     if history.diverged_at is not None:
         return {"selected_step": None, "min_val_loss": None, "test_loss": None}
-    step = selected_step(history.val_loss)
-    return {"selected_step": step, "min_val_loss": history.val_loss[step], "test_loss": history.test_loss[step]}
+    index = selected_step(history.val_loss)  # evaluations come every history.eval_every steps
+    return {"selected_step": index * history.eval_every, "min_val_loss": history.val_loss[index],
+            "test_loss": history.test_loss[index]}
 
 
 def lr_scores(records: Iterable[Record]) -> dict[float, float | None]:

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from adapters.base import merged
 from adapters.step import LossFn
@@ -84,8 +85,9 @@ def lambda_max(
     iterations: int = 300, tol: float = 1e-6, loss_fn: LossFn = F.mse_loss,
 ) -> float:
     """λ_max of the Hessian of the task loss ``loss_fn(model(x), y)`` (the step's objective without
-    its regularisers) w.r.t. the trainable parameters, from a random start."""
-    with merged(model):
+    its regularisers) w.r.t. the trainable parameters, from a random start. Attention runs in its math
+    form: a Hessian-vector product differentiates the backward pass, which fused kernels cannot."""
+    with merged(model), sdpa_kernel(SDPBackend.MATH):
         matvec, n = hessian_matvec(model, x, y, loss_fn)
         p = next(p for p in model.parameters() if p.requires_grad)
         start = torch.randn(n, generator=generator, dtype=p.dtype).to(p.device)

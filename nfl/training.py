@@ -7,7 +7,7 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,11 +17,12 @@ import adapters as registry
 from adapters.base import Adapter, merged
 from adapters.step import LossFn, regularizers
 from adapters.step import step as adapter_step
-from nfl import seeds
+from nfl import seeds, testbeds
 from nfl.config import ExperimentConfig
 from nfl.params import count_trainable, gradient_norm, trainable_parameters
-from nfl.model import MLP, make_mlp, target_layer_names
 from nfl.tasks import Dataset, TaskData
+
+Batches = Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # step -> (x, y): a run's minibatch at that step
 
 
 class DegenerateTaskWarning(UserWarning):
@@ -38,10 +39,11 @@ BLOWUP = 100.0
 class History:
     """Per-step record of one training run.
 
-    ``val_loss[0]`` is measured before the first step and ``val_loss[i]`` after step i, and
-    ``test_loss`` alike on the held-out test split (it never selects anything);
-    ``train_loss[i-1]`` and ``grad_norm[i-1]`` belong to step i (the loss it minimised, regulariser
-    included, and the L2 norm of its gradient over the trainable parameters).
+    ``val_loss[0]`` is measured before the first step and ``val_loss[i]`` after step
+    ``i * eval_every`` (every step by default; a testbed whose evaluation costs more than a step, the
+    gpt's, evaluates every few), and ``test_loss`` alike on the held-out test split (it never selects
+    anything); ``train_loss[i-1]`` and ``grad_norm[i-1]`` belong to step i (the loss it minimised,
+    regulariser included, and the L2 norm of its gradient over the trainable parameters).
 
     A run diverges when its loss, gradient norm or validation loss stops being finite, or its
     validation loss exceeds ``BLOWUP`` times the loss before the first step (:meth:`record`). It is
@@ -54,20 +56,28 @@ class History:
     test_loss: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
     diverged_at: int | None = None
+    eval_every: int = 1
 
     @classmethod
-    def start(cls, val_loss: float, test_loss: float) -> History:
+    def start(cls, val_loss: float, test_loss: float, eval_every: int = 1) -> History:
         """The losses before the first step; a model not finite there is diverged at step 0."""
         if math.isfinite(val_loss):
-            return cls(val_loss=[val_loss], test_loss=[test_loss])
-        return cls(diverged_at=0)
+            return cls(val_loss=[val_loss], test_loss=[test_loss], eval_every=eval_every)
+        return cls(diverged_at=0, eval_every=eval_every)
 
-    def record(self, train_loss: float, grad_norm: float, val_loss: float, test_loss: float) -> bool:
-        """Append one step; True (and ``diverged_at`` set to the step) when the run diverged there. A
-        diverged step keeps its finite loss and gradient norm, not its validation and test losses."""
+    def evaluates(self, step: int) -> bool:
+        """Whether the losses are measured after (1-based) ``step``."""
+        return step % self.eval_every == 0
+
+    def record(
+        self, train_loss: float, grad_norm: float, val_loss: float | None = None, test_loss: float | None = None
+    ) -> bool:
+        """Append one step, its validation and test losses where it :meth:`evaluates` (None between);
+        True (and ``diverged_at`` set to the step) when the run diverged there. A diverged step keeps
+        its finite loss and gradient norm, not its validation and test losses."""
         step = len(self.train_loss) + 1
-        row = (train_loss, grad_norm, val_loss, test_loss)
-        blown = self.val_loss[0] > 0 and val_loss > BLOWUP * self.val_loss[0]
+        row = (train_loss, grad_norm) + (() if val_loss is None else (val_loss, test_loss))
+        blown = val_loss is not None and self.val_loss[0] > 0 and val_loss > BLOWUP * self.val_loss[0]
         finite = [math.isfinite(value) for value in row]
         diverged = blown or not all(finite)
         for values, value, keep in zip(self.lists(), row, (finite[0], finite[1], not diverged, not diverged)):
@@ -87,7 +97,7 @@ class History:
     @property
     def selected_step(self) -> int:
         """The step validation selects: the lowest validation loss, the earliest on a tie."""
-        return min(range(len(self.val_loss)), key=self.val_loss.__getitem__)
+        return self.eval_every * min(range(len(self.val_loss)), key=self.val_loss.__getitem__)
 
     @property
     def final_val_loss(self) -> float:
@@ -96,7 +106,7 @@ class History:
     def to_dict(self) -> dict[str, list[float] | int | None]:
         return {
             "train_loss": self.train_loss, "val_loss": self.val_loss, "test_loss": self.test_loss,
-            "grad_norm": self.grad_norm, "diverged_at": self.diverged_at,
+            "grad_norm": self.grad_norm, "diverged_at": self.diverged_at, "eval_every": self.eval_every,
         }
 
 
@@ -108,42 +118,48 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
 
 
 def initial_gradient_norms(
-    model: nn.Module, data: Dataset, hooks: Sequence[Adapter] = (), loss_fn: LossFn = F.mse_loss
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, hooks: Sequence[Adapter] = (), loss_fn: LossFn = F.mse_loss
 ) -> tuple[float, float | None]:
-    """L2 norms over the trainable parameters, before the first step, of the task loss's gradient and
-    of the regularisers' alone (None without one): Figure 1 measures the task, never the two summed."""
+    """L2 norms over the trainable parameters, at the first step's batch (x, y), of the task loss's
+    gradient and of the regularisers' alone (None without one): Figure 1 measures the task, never the
+    two summed."""
     params = trainable_parameters(model)
 
     def norm(loss: torch.Tensor) -> float:
         return float(gradient_norm(torch.autograd.grad(loss, params, allow_unused=True)))
 
     terms = regularizers(hooks)
-    return norm(loss_fn(model(data.x_train), data.y_train)), (norm(sum(terms)) if terms else None)
+    return norm(loss_fn(model(x), y)), (norm(sum(terms)) if terms else None)
 
 
 def train(
     model: nn.Module, data: Dataset, epochs: int, lr: float, hooks: Sequence[Adapter] = (),
-    loss_fn: LossFn = F.mse_loss, keep: str = "selected",
+    loss_fn: LossFn = F.mse_loss, keep: str = "selected", batches: Batches | None = None, eval_every: int = 1,
 ) -> History:
-    """Full-batch Adam on ``data`` for ``epochs`` steps of :func:`adapters.step.step`, the reference
-    the stacked engine (:mod:`nfl.batched`) is held to.
+    """Adam for ``epochs`` steps of :func:`adapters.step.step`, the reference the stacked engine
+    (:mod:`nfl.batched`) is held to: full batch on ``data``'s training split, or ``batches(step)``'s
+    minibatch at each step when given (the gpt testbed's random windows).
 
-    Updates the parameters with requires_grad; records every step's loss, gradient norm and the
-    validation and test losses after it. ``keep="selected"`` leaves ``model`` as it was at the step
-    validation selects (so that every number a study reports of a run is measured on one model),
-    ``"final"`` as after the last step (pretraining).
+    Updates the parameters with requires_grad; records every step's loss and gradient norm, and the
+    validation and test losses after every ``eval_every``-th step. ``keep="selected"`` leaves
+    ``model`` as it was at the step validation selects (so that every number a study reports of a run
+    is measured on one model), ``"final"`` as after the last step (pretraining).
     """
     params = trainable_parameters(model)
     optimizer = torch.optim.Adam(params, lr=lr)
     history = History.start(evaluate(model, data.x_val, data.y_val, loss_fn),
-                            evaluate(model, data.x_test, data.y_test, loss_fn))
+                            evaluate(model, data.x_test, data.y_test, loss_fn), eval_every)
     norms: list[float] = []
     selected = {id(p): p.detach().clone() for p in params}
     for step in range(epochs):
         if history.diverged_at is not None:
             break
-        loss = adapter_step(model, optimizer, hooks, loss_fn, data.x_train, data.y_train, step, epochs,
+        x, y = (data.x_train, data.y_train) if batches is None else batches(step)
+        loss = adapter_step(model, optimizer, hooks, loss_fn, x, y, step, epochs,
                             lambda: norms.append(float(gradient_norm([p.grad for p in params]))))
+        if not history.evaluates(step + 1):
+            history.record(float(loss), norms[-1])
+            continue
         best = history.min_val_loss
         history.record(float(loss), norms[-1], evaluate(model, data.x_val, data.y_val, loss_fn),
                        evaluate(model, data.x_test, data.y_test, loss_fn))
@@ -164,23 +180,47 @@ def set_determinism(device: str | torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def pretrain(cfg: ExperimentConfig, data: TaskData, seed: int, device: str | torch.device = "cpu") -> tuple[MLP, History]:
-    """Train a fresh MLP on the base task; warn when it ends no better than the zero predictor."""
+def pretrain(
+    cfg: ExperimentConfig, data: TaskData, seed: int, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, History]:
+    """Train a fresh model of the config's testbed on the base task (its minibatches, if it draws any,
+    from run ``seed``'s pretraining stream); warn when it ends no better than the testbed's reference
+    (the MLP's zero predictor, the GPT's unigram entropy)."""
     set_determinism(device)
-    model = make_mlp(cfg.model, seeds.derive(seed, "model"), device=device)
-    history = train(model, data.base.to(device), cfg.train.pretrain_epochs, cfg.train.lr, keep="final")
+    testbed = testbeds.get(cfg.testbed)
+    model = testbed.make_model(cfg, seeds.derive(seed, "model")).to(device)
+    base = data.base.to(device)
+    source = testbed.batches(cfg, base, seeds.generator(seed, "batches", "pretrain"), pretraining=True)
+    history = train(model, base, cfg.train.pretrain_epochs, cfg.train.lr, loss_fn=testbed.loss_fn, keep="final",
+                    batches=source, eval_every=testbed.eval_every(cfg))
+    reference = testbed.reference(data.base)
     if history.diverged_at is not None:
         warnings.warn(DegenerateTaskWarning(f"pretraining diverged at step {history.diverged_at} (lr {cfg.train.lr}): every adaptation will too"), stacklevel=2)
-    elif history.final_val_loss >= data.base.zero_loss:
+    elif history.final_val_loss >= reference:
         warnings.warn(
             DegenerateTaskWarning(
                 f"the pretrained model's base-task validation loss {history.final_val_loss:.3f} is no better "
-                f"than predicting zero ({data.base.zero_loss:.3f}): it has learnt nothing to adapt "
-                f"(preset {cfg.preset!r}; see docs/design.md)"
+                f"than the {testbed.REFERENCE} ({reference:.3f}): it has learnt nothing to adapt "
+                f"(testbed {cfg.testbed}, preset {cfg.preset!r}; see docs/design.md)"
             ),
             stacklevel=2,
         )
     return model, history
+
+
+def first_batch(cfg: ExperimentConfig, task: Dataset, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What run ``seed``'s first adaptation step trains on: the training split, or its first minibatch;
+    the initial gradient norm and λ_max are measured there."""
+    source = adaptation_batches(cfg, task, seed)
+    return (task.x_train, task.y_train) if source is None else source(0)
+
+
+def adaptation_batches(cfg: ExperimentConfig, task: Dataset, seed: int) -> Batches | None:
+    """A run's minibatches on the shifted task (None: full batch): random windows drawn from run ``seed``'s
+    adaptation stream. Every method and learning rate of a seed draws the same sequence from its own
+    generator, as every method of a seed adapts on the same MLP samples: the comparison stays paired."""
+    testbed = testbeds.get(cfg.testbed)
+    return testbed.batches(cfg, task, seeds.generator(seed, "batches", "adapt"), pretraining=False)
 
 
 @dataclass
@@ -197,11 +237,10 @@ def prepare(pretrained: nn.Module, method: str, cfg: ExperimentConfig, rank: int
     """A copy of ``pretrained`` with ``method`` attached from run ``seed``'s stream for this method;
     the pretrained model is left as it was."""
     model = copy.deepcopy(pretrained)
-    attached = registry.attach(
-        model, method, target_layer_names(cfg.targets), rank=rank, seed=seeds.derive(seed, "adapter", method), **hparams
-    )
+    targets = testbeds.get(cfg.testbed).target_modules(cfg)
+    attached = registry.attach(model, method, targets, rank=rank, seed=seeds.derive(seed, "adapter", method), **hparams)
     if cfg.train_unadapted_layers:
-        covered = set(target_layer_names(cfg.targets))
+        covered = set(registry.target_names(pretrained, targets))
         for name, module in model.named_children():
             if isinstance(module, nn.Linear) and name not in covered:
                 module.requires_grad_(True)
@@ -219,5 +258,7 @@ def adapt(
     device = next(model.parameters()).device
     set_determinism(device)
     lr = cfg.train.adaptation_lr if lr is None else lr
-    history = train(model, data.to(device), cfg.train.adapt_epochs, lr, hooks=attached)
+    data, testbed = data.to(device), testbeds.get(cfg.testbed)
+    history = train(model, data, cfg.train.adapt_epochs, lr, attached, testbed.loss_fn,
+                    batches=adaptation_batches(cfg, data, seed), eval_every=testbed.eval_every(cfg))
     return Adapted(model, attached, history, count_trainable(model))

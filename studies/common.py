@@ -14,16 +14,16 @@ import numpy as np
 import torch
 
 import adapters
-from nfl import cli
+from nfl import cli, testbeds
 from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv, format_lr_grid
 from nfl.results import DirectoryLocked, ResultStore, StoreWriteError, environment, lock_directory, record_key
 from nfl.seeds import Run
 from nfl.stats import format_mean_ci
 from nfl.sweep import Backend, Cell, LocalBackend, SweepInterrupted, run_groups
-from nfl.tasks import TaskData, make_task_data
+from nfl.tasks import TaskData
+from nfl.testbeds import cache
 from nfl.measure.prepared import step_seconds
 from nfl.measure.threads import default_threads
-from nfl.model import MLP, target_layer_names
 from nfl.training import History, pretrain
 from studies.outputs import Outputs, show
 
@@ -105,7 +105,9 @@ class StudySetup:
         self.prog = parser.prog
         args = parser.parse_args(self.argv)
         try:
-            self.config: ExperimentConfig = config_from_args(args)
+            config = config_from_args(args)
+            self.testbed = testbeds.get(config.testbed)
+            self.config: ExperimentConfig = self.testbed.resolve(config)
             count = args.seeds if args.seeds is not None else DEFAULT_QUICK_SEEDS if args.quick else args.default_seeds
             self.seeds = cli.seeds("--seeds", self.config.seed, count)
             cli.threads("--threads", args.threads)
@@ -134,7 +136,7 @@ class StudySetup:
         self.method_ranks = self.plan(self.ranks)
         self.args = args
         # Small models want one thread (nfl.measure.threads); --threads overrides, and records keep the number.
-        torch.set_num_threads(args.threads or default_threads(self.config.model.width))
+        torch.set_num_threads(args.threads or default_threads(self.config.width))
         self.engine = args.engine
         self.quick = args.quick
         grid = self.config.train.adaptation_lrs
@@ -154,7 +156,7 @@ class StudySetup:
         """method -> the ranks it runs at (``None``: its default rank). A rank a method cannot
         take is an error when it is the only rank asked for, else skipped with a one-line notice; a
         method left with no rank at all is an error (exit 2)."""
-        width = self.config.model.width
+        width = self.config.width
         shapes = Run(self.config, self.config.seed).shapes()
         plan: dict[str, list[int | None]] = {}
         for method in self.methods:
@@ -211,16 +213,20 @@ class StudySetup:
         counts = {(method, rank): len(seeds) * len(lrs) for method, ranks in plan.items() for rank in ranks}
         self.check_size(counts, self.estimate(counts, len(seeds)))  # before a million cells are built
         return [
-            [Cell(study, method, rank, seed, cfg.model.width, str(self.device), digest, lr=lr) for seed in seeds for lr in lrs]
+            [Cell(study, method, rank, seed, cfg.width, str(self.device), digest, lr=lr) for seed in seeds for lr in lrs]
             for method, ranks in plan.items()
             for rank in ranks
         ]
 
     def pretrained(self, seed: int) -> tuple[TaskData, torch.nn.Module, History]:
-        """Data, pretrained model and its history for ``seed``, computed once per run."""
+        """Data, pretrained model and its history for ``seed``, computed once per run; a testbed whose
+        pretraining is costly keeps the model under ``--out/pretrained`` for the next run or study."""
         if seed not in self._pretrained:
-            data = make_task_data(self.config.task, self.config.model.width, seed).to(self.device)
-            model, history = pretrain(self.config, data, seed, self.device)
+            data = self.testbed.make_data(self.config, seed).to(self.device)
+            if self.testbed.CACHE_PRETRAINING:
+                model, history = cache.pretrained(self.config, data, seed, self.device, self.out)
+            else:
+                model, history = pretrain(self.config, data, seed, self.device)
             self._pretrained[seed] = (data, model, history)
         return self._pretrained[seed]
 
@@ -349,10 +355,9 @@ class StudySetup:
         return steps * adapt + 2 * train.pretrain_epochs * base_s * seeds
 
     def trainable_params(self, method: str, rank: int | None) -> int:
-        """A (method, rank)'s trainable parameters on this config's MLP, by its formula (nothing built)."""
-        with torch.device("meta"):
-            model = MLP(self.config.model.width)
-        names = adapters.trained_layer_names(model, method, target_layer_names(self.config.targets))
+        """A (method, rank)'s trainable parameters on this config's model, by its formula (nothing built)."""
+        model = self.testbed.meta_model(self.config)
+        names = adapters.trained_layer_names(model, method, self.testbed.target_modules(self.config))
         shapes = [(model.get_submodule(n).out_features, model.get_submodule(n).in_features) for n in names]
         return adapters.get(method).expected_params(shapes, rank)
 

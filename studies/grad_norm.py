@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import adapters
 from nfl.params import count_trainable
 from nfl.sweep import Cell
-from nfl.training import initial_gradient_norms, prepare
+from nfl.training import first_batch, initial_gradient_norms, prepare
 from studies.common import SWEEP_RANKS, StudySetup, format_table, group_summaries, quality_cell, study_parser
 from studies.outputs import Outputs, Stores, config_of
 
@@ -24,7 +24,8 @@ def compute(setup: StudySetup, cell: Cell) -> dict[str, Any]:
     the regulariser's gradient apart (AdaLoRA's orthogonality penalty; None without one)."""
     data, pretrained, _ = setup.pretrained(cell.seed)
     model, hooks = prepare(pretrained, cell.method, setup.config, cell.rank, cell.seed)
-    task, regularizer = initial_gradient_norms(model, data.shifted, hooks)
+    x, y = first_batch(setup.config, data.shifted, cell.seed)
+    task, regularizer = initial_gradient_norms(model, x, y, hooks, setup.testbed.loss_fn)
     finite = math.isfinite(task)
     return {"summary": {
         "initial_grad_norm": task, "initial_regularizer_grad_norm": regularizer,

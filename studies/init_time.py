@@ -15,7 +15,6 @@ from nfl import cli
 from nfl.measure.prepared import prepared_init
 from nfl.measure.rounds import clock_label, format_ms, noisy_line
 from nfl.measure.runner import add_rounds_argument, checks, quick_note, run_timed, threads
-from nfl.model import target_layer_names
 from nfl.sweep import Cell
 from studies.common import SWEEP_RANKS, StudySetup, format_table, study_parser
 from studies.outputs import Outputs, Stores, config_of
@@ -23,7 +22,7 @@ from studies.outputs import Outputs, Stores, config_of
 
 def prepare(setup: StudySetup, cell: Cell) -> tuple[Callable[[], Any], dict]:
     _, pretrained, _ = setup.pretrained(cell.seed)
-    names = adapters.trained_layer_names(pretrained, cell.method, target_layer_names(setup.config.targets))
+    names = adapters.trained_layer_names(pretrained, cell.method, setup.testbed.target_modules(setup.config))
     layers = [pretrained.get_submodule(n) for n in names]
     params = adapters.get(cell.method).expected_params([(m.out_features, m.in_features) for m in layers], cell.rank)
     fn = prepared_init(cell.method, layers, cell.rank, setup.device, seed=cell.seed)
@@ -62,7 +61,7 @@ def timing_outputs(
 
         records = stores[study]
         t = records[0]["timing"]
-        subtitle = f"{t['device_name']}, {threads(t['num_threads'])}, width {config_of(records).model.width}"
+        subtitle = f"{t['device_name']}, {threads(t['num_threads'])}, width {config_of(records).width}"
         subtitle += quick_note(records)
         lines = [summary(records, column), "", *checks(records), *extra_checks(records),
                  noisy_line(records, t["num_threads"])]

@@ -81,7 +81,7 @@ def outputs(stores: Stores, out: Path) -> Outputs:
 
     records = stores["adaptability"]
     cfg = config_of(records)
-    title = f"preset {cfg.preset}, width {cfg.model.width}, {seed_count(records)} seed(s)"
+    title = f"preset {cfg.preset}, width {cfg.width}, {seed_count(records)} seed(s)"
     points, rho = sharpness_points(records)
     paths = [*save(lr_figure(records, title), out / "lr"), *save(sharpness_figure(points, rho, title), out / "sharpness")]
     rho_line = f"tuned lr vs λ_max at initialisation: Spearman ρ = {rho:.2f} over {len(points)} methods"

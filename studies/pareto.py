@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import adapters
+from nfl import testbeds
 from nfl.nodes import by_node_kind
 from nfl.measure import runner
 from nfl.measure.rounds import noisy_line
@@ -69,6 +70,7 @@ def outputs(stores: Stores, out: Path) -> Outputs:
 
     adapt, grads, init, train = (stores[name] for name in STORES)
     cfg = config_of(adapt)
+    testbed = testbeds.get(cfg.testbed)
     zero = float(np.mean([r["summary"]["shifted_zero_loss"] for r in adapt]))
     tuned = at_tuned_lr(adapt)
     note = diverged_note(tuned)
@@ -82,11 +84,13 @@ def outputs(stores: Stores, out: Path) -> Outputs:
     for i, kind in enumerate(kinds):
         timed_init, timed_train = init_by.get(kind, []), train_by.get(kind, [])
         threads = timed_train[0]["timing"]["num_threads"] if timed_train else "?"
-        subtitle = (f"preset {cfg.preset}, width {cfg.model.width}, {seed_count(adapt)} seed(s), {kind} "
-                    f"({threads} thread{'' if threads == 1 else 's'}){runner.quick_note(timed_train)}")
+        subtitle = (f"testbed {cfg.testbed}, preset {cfg.preset}, width {cfg.width}, {seed_count(adapt)} seed(s), "
+                    f"{kind} ({threads} thread{'' if threads == 1 else 's'}){runner.quick_note(timed_train)}")
         stem = "" if len(kinds) == 1 else f"_node{i + 1}"
-        paths += save(figure2(tuned, timed_init, timed_train, subtitle, zero), out / f"figure2{stem}", note)
-        paths += save(pareto_figure(tuned, timed_train, subtitle), out / f"pareto{stem}", note)
+        labels = {"metric": testbed.METRIC}
+        paths += save(figure2(tuned, timed_init, timed_train, subtitle, zero, reference=testbed.REFERENCE, **labels),
+                      out / f"figure2{stem}", note)
+        paths += save(pareto_figure(tuned, timed_train, subtitle, **labels), out / f"pareto{stem}", note)
     if train:  # how far the step times can be trusted: the LoRA/PiSSA sanity pair, what the CPU cannot measure
         checks = [*runner.checks(train), *train_time.checks(train)]
         lines.append("\n".join(["", *checks, noisy_line(train, train[0]["timing"]["num_threads"])]))

@@ -15,6 +15,7 @@ from nfl.measure.prepared import prepared_train_step, train_step_peak_bytes
 from nfl.measure.runner import run_timed
 from nfl.params import count_trainable
 from nfl.sweep import Cell
+from nfl.training import first_batch
 from nfl.training import prepare as attach_copy
 from studies.common import StudySetup
 from studies.init_time import timing_main, timing_outputs
@@ -26,7 +27,9 @@ SANITY_RANGE = (0.9, 1.1)
 def prepare(setup: StudySetup, cell: Cell) -> tuple[Callable[[], Any], dict]:
     cfg = setup.config
     data, pretrained, _ = setup.pretrained(cell.seed)
-    steps = {"step": cfg.train.adapt_epochs // 2, "total_steps": cfg.train.adapt_epochs}
+    # A step as the adaptation takes it: the testbed's loss on the first step's batch (all of the MLP's data).
+    steps = {"step": cfg.train.adapt_epochs // 2, "total_steps": cfg.train.adapt_epochs,
+             "loss_fn": setup.testbed.loss_fn, "batch": first_batch(cfg, data.shifted, cell.seed)}
     model, hooks = attach_copy(pretrained, cell.method, cfg, cell.rank, cell.seed)
     memory = training_memory(model).to_dict()
     # Only CUDA reports a measured peak; on the CPU it is "unavailable", so build nothing for it.
