@@ -365,7 +365,12 @@ class StudySetup:
         """One training step's seconds (measured once per (method, rank); None: the MLP alone)."""
         key = (method, rank)
         if key not in self._step_times:
-            self._step_times[key] = step_seconds(self.config, self.device, method=method, rank=rank)
+            try:
+                self._step_times[key] = step_seconds(self.config, self.device, method=method, rank=rank)
+            except Exception:  # noqa: BLE001 - a method that cannot be built fails its cells, which say why
+                if method is None:
+                    raise
+                self._step_times[key] = self.step_time(None, None)
         return self._step_times[key]
 
     def check_size(self, counts: Mapping[tuple[str, int | None], int], seconds: float) -> None:
