@@ -18,7 +18,7 @@ import adapters
 from nfl import testbeds
 from nfl.nodes import by_node_kind
 from nfl.measure import runner
-from nfl.measure.rounds import noisy_line
+from nfl.measure.rounds import format_ms, noisy_line
 from studies import adaptability, grad_norm, init_time, train_time
 from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
@@ -32,7 +32,7 @@ SEEDS = 10
 def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train: list[dict[str, Any]]) -> str:
     """One row per method at its default rank and tuned learning rate: quality over seeds (test
     loss at the selected step), costs from the sweeps."""
-    init_ms = {(r["method"], r["rank"]): 1e3 * r["timing"]["fastest_s"] for r in init}
+    init_ms = {(r["method"], r["rank"]): format_ms(r["timing"]) for r in init}  # as the footer says: median beside
     step = {(r["method"], r["rank"]): r for r in train}
     rows = []
     for tuned in tune(adapt):
@@ -48,8 +48,8 @@ def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train
             "tuned lr": f"{tuned.lr:.3g}",
             "test loss": quality_cell(runs, "test_loss"),
             "forgetting": quality_cell(runs, "forgetting_base_test_loss"),
-            "init ms": f"{init_ms[key]:.3f}" if key in init_ms else "-",
-            "step ms": f"{1e3 * timed['timing']['fastest_s']:.3f}" if timed else "-",
+            "init ms": init_ms.get(key, "-"),
+            "step ms": format_ms(timed["timing"]) if timed else "-",
             "memory KiB": f"{timed['memory']['total'] / 1024:.1f}" if timed else "-",
             "grad norm": quality_cell(runs, "initial_grad_norm", digits=5),
         })

@@ -298,6 +298,9 @@ def test_report_redraws_byte_identical_figures_whatever_the_hash_seed(tmp_path: 
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         assert digest() == drawn
+    # The footer says "the fastest ... (the median beside it)": the table's timing cells carry it.
+    row = next(line for line in study.stdout.splitlines() if line.startswith("LoRA "))
+    assert "timings: ms per call, the fastest of 1 interleaved rounds" in study.stdout and row.count("(n = 1)") == 5
 
 
 # --- estimates that hold (item 3) ---------------------------------------------------------------
