@@ -9,7 +9,7 @@ MiSS^e; then installed plug-ins (entry-point group ``nfl.adapters``) on first us
 from adapters.base import Adapter, HParams, hparam, like, merged, require
 from adapters.lowrank import LowRank, ScaledHParams
 from adapters.plugins import load_module
-from adapters.registry import MethodSpec, add, build, build_all, get, names, register
+from adapters.registry import MethodSpec, add, build, build_all, get, names, register, registration_order
 from adapters.targets import attach, target_names, trained_layer_names
 
 # Registration side effects, in order.
@@ -17,5 +17,6 @@ from adapters import full, lora, pissa, milora, vera, dora, prolora, adalora, mo
 
 __all__ = [
     "Adapter", "HParams", "LowRank", "MethodSpec", "ScaledHParams", "add", "attach", "build", "build_all", "get",
-    "hparam", "like", "load_module", "merged", "names", "register", "require", "target_names", "trained_layer_names",
+    "hparam", "like", "load_module", "merged", "names", "register", "registration_order", "require", "target_names",
+    "trained_layer_names",
 ]

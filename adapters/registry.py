@@ -180,6 +180,14 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
+def registration_order(name: str) -> tuple[int, str]:
+    """A sort key putting methods in registration order (built-ins first, as adapters/__init__.py
+    lists them), unknown names last: the one order every table and figure draws methods in, whatever
+    order their records came in."""
+    known = names()
+    return (known.index(name) if name in known else len(known), name)
+
+
 def get(name: str) -> MethodSpec:
     """The spec of ``name``; an unknown name is a ValueError listing the available ones."""
     _load_all()

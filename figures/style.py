@@ -37,8 +37,7 @@ def method_order(name: str) -> tuple[int, str]:
     """A method's place in every figure's draw order and key: registration order (built-ins first,
     as adapters/__init__.py lists them), whatever order the records came in, so that a figure drawn
     again from the same records is the same file."""
-    known = adapters.names()
-    return (known.index(name) if name in known else len(known), name)
+    return adapters.registration_order(name)
 
 
 def interval_wording(n: int) -> str:

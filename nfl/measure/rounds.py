@@ -36,6 +36,7 @@ import numpy as np
 from nfl.cli import duration
 from nfl.measure.clocks import CLOCK_LABELS
 from nfl.measure.policy import CONFIRMATIONS, CONFIRM_TOLERANCE, MIN_ROUNDS, MISS_CHANCE, PEER_COST
+from adapters import registration_order
 from nfl.results import CONTEXT, ResultStore, context_record, record_key
 from nfl.sweep import Cell, run_cells
 
@@ -211,10 +212,12 @@ def _blocks(cell: Cell, found: dict[tuple, dict[str, Any]], max_rounds: int) -> 
 def aggregate(cells: Sequence[Cell], records: Sequence[dict[str, Any]], rule: StopRule) -> list[dict[str, Any]]:
     """One record per cell of ``cells`` that has at least one round below ``rule.max_rounds`` in
     ``records``: the cell's record of what is fixed (in a store written before those existed, its
-    first round's record), with the ``timing`` over all its rounds (see :func:`summarise`)."""
+    first round's record), with the ``timing`` over all its rounds (see :func:`summarise`), in the
+    methods' registration order and by rank (the rounds ran shuffled: a store read later by
+    ``studies.report`` gives the same table as the study printed)."""
     found = {record_key(r): r for r in records}
     out = []
-    for cell in cells:
+    for cell in sorted(cells, key=lambda c: (registration_order(c.method), -1 if c.rank is None else c.rank)):
         blocks = _blocks(cell, found, rule.max_rounds)
         if not blocks:
             continue
