@@ -65,6 +65,11 @@ class Effect:
         check = None if self.check is None else (-self.check[1], -self.check[0])
         return Effect(-self.estimate, -self.high, -self.low, self.n, self.interval, check)
 
+    def minus(self, offset: float) -> Effect:
+        """The effect measured from ``offset`` (a claimed log ratio) instead of from 0."""
+        check = None if self.check is None else (self.check[0] - offset, self.check[1] - offset)
+        return Effect(self.estimate - offset, self.low - offset, self.high - offset, self.n, self.interval, check)
+
 
 def paired_difference(treatment: dict[int, float], control: dict[int, float], confidence: float = CONFIDENCE) -> Effect:
     """Mean over the seeds both sides have of treatment - control (per seed), with the paired
@@ -164,6 +169,7 @@ def combine(verdicts: Sequence[str]) -> str:
 
 LOSS_MARGIN = math.log10(1.1)  # a 10% ratio of losses or times is the smallest difference that matters
 IMPROVED = ("pissa", "milora", "dora", "miss")  # "MiSS, PiSSA and the other improved variants" of claim 7
+FACTOR_2 = math.log10(2)  # "about 10x": within a factor of 2 of the stated ratio
 
 
 @dataclass(frozen=True)
@@ -171,9 +177,11 @@ class Part:
     """One comparison: ``metric`` of the ``treatment`` methods against the ``control`` ones.
 
     Metrics: quality ones per seed (test_loss, forgetting, initial_grad_norm, early_loss: the test loss
-    a tenth of the way through), timing costs (init_time, step_time), and two across methods
-    (spread: log10 of the worst over the best adapter's mean test loss; lr_sharpness: Spearman's rho
-    of tuned LR against 1 / lambda_max).
+    a tenth of the way through, sharpness: lambda_max at initialisation), timing costs (init_time,
+    step_time), the ratio of tuned learning rates (tuned_lr: each side's optimum interpolated between
+    grid points) and two across methods (spread: log10 of the worst over the best adapter's mean test
+    loss; lr_sharpness: Spearman's rho of tuned LR against 1 / lambda_max). ``target`` is the ratio a
+    quantitative claim predicts ("about 10x"): the effect is then log10(ratio / target).
     """
 
     metric: str
@@ -181,6 +189,7 @@ class Part:
     control: tuple[str, ...]
     direction: Direction
     margin: float = LOSS_MARGIN
+    target: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -226,4 +235,19 @@ CLAIMS: tuple[Claim, ...] = (
           "Spearman rho of interpolated tuned LR vs 1 / lambda_max across methods (seeds resampled, LRs re-tuned), "
           "margin 0.3", ("quality", "sharpness"),
           (Part("lr_sharpness", (), (), "greater", 0.3),)),
+    Claim(11, "LoRA's best learning rate is about 10x full fine-tuning's",
+          "LoRA Without Regret (Thinking Machines 2025)",
+          "interpolated tuned LR, LoRA / full FT (seeds resampled, LRs re-tuned), within a factor of 2 of 10",
+          ("quality",), (Part("tuned_lr", ("lora",), ("full",), "within", FACTOR_2, target=10.0),)),
+    Claim(12, "PiSSA's curvature at init is about 10x LoRA's and its best LR about 10x lower; MiLoRA's 2x and 3x",
+          "Learning Rate Matters §5, Table 3",
+          "lambda_max PiSSA / LoRA (~10), tuned LR LoRA / PiSSA (~10), lambda_max MiLoRA / LoRA (~2), tuned LR "
+          "LoRA / MiLoRA (~3), each within a factor of 2", ("quality", "sharpness"),
+          (Part("sharpness", ("pissa",), ("lora",), "within", FACTOR_2, target=10.0),
+           Part("tuned_lr", ("lora",), ("pissa",), "within", FACTOR_2, target=10.0),
+           Part("sharpness", ("milora",), ("lora",), "within", FACTOR_2, target=2.0),
+           Part("tuned_lr", ("lora",), ("milora",), "within", FACTOR_2, target=3.0))),
+    Claim(13, "LoRA learns less and forgets less than full fine-tuning", "Biderman et al. 2024",
+          "shifted-task test loss and base-task test loss after adaptation, LoRA / full FT", ("quality",),
+          (Part("test_loss", ("lora",), ("full",), "greater"), Part("forgetting", ("lora",), ("full",), "less"))),
 )

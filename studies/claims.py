@@ -88,7 +88,8 @@ class Column:
 # --- measuring a claim from records -------------------------------------------------------------
 
 QUALITY_KEYS = {"test_loss": "test_loss", "forgetting": "forgetting_base_test_loss",
-                "initial_grad_norm": "initial_grad_norm", "early_loss": "early_test_loss"}
+                "initial_grad_norm": "initial_grad_norm", "early_loss": "early_test_loss", "sharpness": "sharpness"}
+TUNED_ONLY = ("lr_sharpness", "tuned_lr")  # metrics of tuned lrs: the fixed-lr protocol has none
 TIMING_STUDIES = {"init_time": "init_time", "step_time": "train_time"}
 
 
@@ -128,15 +129,36 @@ def lr_sharpness(grid_records: Records, resamples: int = CLAIM10_RESAMPLES, seed
     seeds = sorted(set.intersection(*(set(sharp) for _, sharp in tables.values())))
     if len(seeds) < 2:
         return None
-    everyone = np.arange(len(seeds))[None, :]
-    draws = np.random.default_rng(seed).integers(0, len(seeds), size=(resamples, len(seeds)))
     rhos = []
-    for idx in (everyone, draws):
+    for idx in seed_draws(len(seeds), resamples, seed):
         lrs = np.array([resampled_lrs(mine, idx, seeds) for mine, _ in tables.values()])  # (methods, B)
         inverse = np.array([1 / np.array([sharp[s] for s in seeds])[idx].mean(axis=1) for _, sharp in tables.values()])
         rhos.append(np.array([_spearman(lrs[:, b], inverse[:, b]) for b in range(idx.shape[0])]))
     low, high = np.nanquantile(rhos[1], [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
     return Effect(float(rhos[0][0]), float(low), float(high), len(seeds), "seed bootstrap")
+
+
+def seed_draws(n: int, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(1, n) indices of every seed once, and (resamples, n) indices drawn with replacement."""
+    return np.arange(n)[None, :], np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def lr_ratio(grid_records: Records, part: Part, resamples: int = CLAIM10_RESAMPLES, seed: int = 0) -> Effect | None:
+    """log10 of the treatment's interpolated tuned lr over the control's (one method a side), with a
+    percentile interval from resampling seeds, both sides re-tuned on the same resample."""
+    mine = {method: records for (method, _), records in groups(grid_records).items()}
+    (treatment,), (control,) = part.treatment, part.control
+    if treatment not in mine or control not in mine:
+        return None
+    seeds = sorted({r["seed"] for r in mine[treatment]} & {r["seed"] for r in mine[control]})
+    if len(seeds) < 2:
+        return None
+    (estimate,), ratios = (
+        np.log10(resampled_lrs(mine[treatment], idx, seeds) / resampled_lrs(mine[control], idx, seeds))
+        for idx in seed_draws(len(seeds), resamples, seed)
+    )
+    low, high = np.nanquantile(ratios, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return Effect(float(estimate), float(low), float(high), len(seeds), "seed bootstrap")
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -172,11 +194,23 @@ class Measured:
 
 
 def measure(part: Part, quality_records: Records, grid_records: Records | None, timing: dict[str, Records]) -> Measured:
-    """The effect a part of a claim predicts positive (before orientation); no effect without
-    records, or for claim 10 without a grid (the fixed-lr protocol tunes nothing)."""
+    """The effect a part of a claim predicts positive (before orientation), measured from the ratio
+    the part claims (``Part.target``); no effect without records, or for a tuned-lr metric without a
+    grid (the fixed-lr protocol tunes nothing)."""
+    measured = _measure(part, quality_records, grid_records, timing)
+    if measured.effect is None or part.target == 1.0:
+        return measured
+    return Measured(measured.effect.minus(math.log10(part.target)), measured.pair)
+
+
+def _measure(
+    part: Part, quality_records: Records, grid_records: Records | None, timing: dict[str, Records]
+) -> Measured:
     if part.metric in QUALITY_KEYS:
         a, b = (per_seed(quality_records, side, QUALITY_KEYS[part.metric]) for side in (part.treatment, part.control))
         return Measured(paired_difference(a, b) if a and b else None)
+    if part.metric == "tuned_lr":
+        return Measured(lr_ratio(grid_records, part) if grid_records else None)
     if part.metric in TIMING_STUDIES:
         return Measured(timing_effect(timing.get(TIMING_STUDIES[part.metric], []), part))
     if part.metric == "spread":
@@ -207,9 +241,12 @@ def effect_text(part: Part, measured: Measured) -> str:
     effect = measured.effect
     if part.metric == "lr_sharpness":
         return f"ρ {effect.estimate:.2f} [{effect.low:.2f}, {effect.high:.2f}]"
+    if part.target != 1.0:  # shown as the ratio itself, beside the ratio claimed
+        effect = effect.minus(-math.log10(part.target))
     ratio = lambda v: f"{10 ** v:.3g}" if math.isfinite(v) else ("∞" if v > 0 else "0")  # noqa: E731
     pair = f" {measured.pair[0]}/{measured.pair[1]}" if measured.pair else ""
-    return f"×{ratio(effect.estimate)}{pair} [{ratio(effect.low)}, {ratio(effect.high)}]"
+    claimed = f" (claimed ~{part.target:g})" if part.target != 1.0 else ""
+    return f"×{ratio(effect.estimate)}{pair} [{ratio(effect.low)}, {ratio(effect.high)}]{claimed}"
 
 
 @dataclass(frozen=True)
@@ -223,7 +260,7 @@ class Judged:
 
 def judge(claim: Claim, quality_records: Records, grid_records: Records | None, timing: dict[str, Records]) -> Judged:
     """Each part's verdict beside its effect and interval, and the claim's (the weakest part)."""
-    if any(p.metric == "lr_sharpness" for p in claim.parts) and not grid_records:
+    if any(p.metric in TUNED_ONLY for p in claim.parts) and not grid_records:
         return Judged("", (), "— (needs tuned lrs)")
     shown, verdicts = [], []
     for part in claim.parts:
