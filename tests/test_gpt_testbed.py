@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import adapters
 from nfl import seeds
 from nfl.batched import train_batched
 from nfl.config import ExperimentConfig, GPTSettings, TrainConfig, preset
