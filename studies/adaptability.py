@@ -157,7 +157,7 @@ def report(records: list[dict[str, Any]]) -> str:
         verdict = f"learnt the base task: {share:.0%} of the {reference}'s loss"
     elif share < 1:
         verdict = f"NOT CLEARLY LEARNT: {share:.0%} of the {reference}'s loss; learnt needs <= 50%"
-    elif testbed.NAME == "mlp":
+    elif testbed.NAME == "mlp":  # the words the MLP's report has always used
         verdict = "NO BETTER THAN PREDICTING ZERO: the results below mean little"
     else:
         verdict = f"NO BETTER THAN THE {reference.upper()}: the results below mean little"

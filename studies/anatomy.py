@@ -163,7 +163,7 @@ def outputs(stores: Stores, out: Path) -> Outputs:
 
 def main(argv: Sequence[str] | None = None) -> None:
     cli = parser()
-    setup = StudySetup(cli, argv)
+    setup = StudySetup(cli, argv, testbeds_supported=("mlp",))  # it names one of the MLP's layers
     if setup.args.subspace_rank < 1:
         cli.error(f"--subspace-rank must be a positive integer, got {setup.args.subspace_rank}")
     setup.show(outputs({"anatomy": run(setup, setup.args.subspace_rank)}, setup.out), [setup.out / "anatomy.jsonl"])

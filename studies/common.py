@@ -100,12 +100,18 @@ def make_backend(name: str, address: str | None) -> Backend:
 class StudySetup:
     """The parsed and validated command line of a study: bad input exits 2 before any work."""
 
-    def __init__(self, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, default_ranks: Sequence[int] | None = None):
+    def __init__(
+        self, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
+        default_ranks: Sequence[int] | None = None, testbeds_supported: Sequence[str] = ("mlp", "gpt"),
+    ):
         self.argv = list(sys.argv[1:] if argv is None else argv)
         self.prog = parser.prog
         args = parser.parse_args(self.argv)
         try:
             config = config_from_args(args)
+            if config.testbed not in testbeds_supported:
+                raise ValueError(f"--testbed: {self.prog} runs on {' and '.join(testbeds_supported)} only, "
+                                 f"got {config.testbed}")
             self.testbed = testbeds.get(config.testbed)
             self.config: ExperimentConfig = self.testbed.resolve(config)
             count = args.seeds if args.seeds is not None else DEFAULT_QUICK_SEEDS if args.quick else args.default_seeds

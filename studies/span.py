@@ -52,7 +52,7 @@ def mean_shares(setup: StudySetup, rank: int) -> dict[tuple[str, str, str], dict
 def main(argv: Sequence[str] | None = None) -> None:
     parser = study_parser("span", __doc__.splitlines()[0])
     parser.add_argument("--rank", type=int, default=2, help="r of the singular subspace (default 2: PiSSA's rank)")
-    setup = StudySetup(parser, argv)
+    setup = StudySetup(parser, argv, testbeds_supported=("mlp",))  # the sine task's shift families
     rank, rows = setup.args.rank, []
     for shift in get_args(Shift):
         family = StudySetup(parser, [*setup.argv, "--shift", shift])

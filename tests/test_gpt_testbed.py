@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import adapters
 from nfl import seeds
 from nfl.batched import train_batched
 from nfl.config import ExperimentConfig, GPTSettings, TrainConfig, preset
@@ -175,3 +174,13 @@ def test_the_learning_forgetting_figure_places_each_method_and_the_pretrained_mo
     assert points["pretrained (no adaptation)"] == pytest.approx((2.15, 3.25))
     assert "bits/byte" in ax.get_xlabel() and "English" in ax.get_xlabel() and "code" in ax.get_ylabel()
     plt.close(fig)
+
+
+def test_a_study_made_for_the_mlp_refuses_the_gpt_in_one_line(tmp_path, capsys) -> None:
+    from studies import anatomy
+
+    with pytest.raises(SystemExit) as stop:
+        anatomy.main(["--testbed", "gpt", "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err.strip() == (
+        "nfl: error: --testbed: python -m studies.anatomy runs on mlp only, got gpt (see -h)")

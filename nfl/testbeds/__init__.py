@@ -16,8 +16,8 @@ from nfl.config import ExperimentConfig
 
 def get(name: str) -> ModuleType:
     """The testbed module ``name`` (``mlp`` or ``gpt``); each defines the same functions and constants:
-    NAME, METRIC, REFERENCE, CACHE_PRETRAINING, SHARPNESS_TOL, loss_fn, resolve, make_data, make_model,
-    meta_model, target_modules, reference, batches, eval_every, example_batch."""
+    NAME, METRIC, REFERENCE, CACHE_PRETRAINING, SHARPNESS_TOL, loss_fn, resolve, make_data,
+    make_model, meta_model, target_modules, reference, batches, eval_every, example_batch."""
     from nfl.testbeds import gpt, mlp
 
     testbeds = {"mlp": mlp, "gpt": gpt}
