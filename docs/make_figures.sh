@@ -15,7 +15,7 @@ python -m studies.pareto --threads 1 --out results/figures/pareto "$@"
 python -m studies.lr --threads 1 --out results/figures/lr "$@"
 python -m studies.anatomy --out results/figures/anatomy "$@"
 python -m studies.rank --out results/figures/rank "$@"
-python -m studies.adaptability --testbed gpt --threads 1 --out results/figures/gpt "$@"
+python -m studies.adaptability --testbed gpt --threads 1 --yes --out results/figures/gpt "$@"  # about 30 min of CPU
 studies=(paper adaptability pareto lr anatomy rank gpt)
 if [ -z "${NFL_SKIP_CLAIMS:-}" ]; then
   python -m studies.claims --out results/figures/claims "$@"
