@@ -266,6 +266,25 @@ def test_sigterm_stops_after_the_current_group_and_exits_143(tmp_path: Path, cap
     assert f"stopped: 3 of 6 cells saved in {tmp_path / 'adaptability.jsonl'}; resume with:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_a_process_sent_sigterm_mid_sweep_exits_143_with_its_cells_saved(tmp_path: Path) -> None:
+    import signal
+    args = ["--width", "8", "--pretrain-epochs", "5", "--adapt-epochs", "300", "--seeds", "2", "--engine", "sequential"]
+    process = subprocess.Popen([sys.executable, "-m", "studies.adaptability", *args, "--out", str(tmp_path)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:  # the sweep has begun once it announces its cells
+        lines.append(line)
+        if "cells to compute" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    _, rest = process.communicate(timeout=600)
+    err = "".join(lines) + rest
+    assert process.returncode == 143, err
+    assert "SIGTERM: stopping after the current group" in err and "; resume with: python -m studies.adaptability" in err
+    assert "Traceback" not in err
+
+
 # --- deterministic outputs (item 7) -------------------------------------------------------------
 
 def test_the_pareto_front_is_on_true_coordinates_equal_params_and_lower_loss_dominates() -> None:
