@@ -111,7 +111,21 @@ def test_the_contract_check_fails_an_adapter_that_trains_the_bias_undeclared(tmp
     )
     (tmp_path / "mine.py").write_text(source)
     assert check.main([str(tmp_path / "mine.py")]) == 1
-    assert "FAIL  scaled: bias is the base's (layer 0: the adapter trains the bias" in capsys.readouterr().out
+    out = capsys.readouterr().out  # building it fails, so every check fails saying why
+    assert "FAIL  scaled: bias is the base (ValueError: Scaled trains the bias, which belongs to the base layer" in out
+    assert "9 of 9 checks failed" in out
+
+
+@pytest.mark.slow
+def test_a_study_fails_an_adapter_that_trains_the_bias_with_the_checks_reason(tmp_path: Path) -> None:
+    path = tmp_path / "mine.py"
+    path.write_text(adapter_file().replace(
+        "        super().__init__(base)\n",
+        "        super().__init__(base)\n        del self.bias\n        self.bias = nn.Parameter(base.bias.detach().clone())\n",
+    ))
+    done = run("-m", "studies.adaptability", *TINY, "--methods", "scaled", "--adapter-module", str(path), "--out",
+               str(tmp_path / "out"))
+    assert done.returncode == 3 and "Scaled trains the bias, which belongs to the base layer" in done.stderr, done.stderr
 
 
 # --- flags mean what they say (item 4) ----------------------------------------------------------
