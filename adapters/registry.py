@@ -211,7 +211,10 @@ def build_all(
     rank = spec.rank_or_default(rank)
     streams = Streams.from_seed(seed, layers[0].weight.device)
     shared = spec.adapter.make_shared(layers, rank, hp, streams)
-    return [spec.adapter(layer, rank, hp, streams=streams, shared=shared) for layer in layers]
+    built = [spec.adapter(layer, rank, hp, streams=streams, shared=shared) for layer in layers]
+    if any(adapter.bias is not None and adapter.bias.requires_grad for adapter in built):
+        raise ValueError(f"{spec.label} trains the bias, which belongs to the base layer (adapters/contract.py)")
+    return built
 
 
 def build(name: str, layer: nn.Linear, rank: int | None = None, seed: int = 0, **hparams: Any) -> Adapter:

@@ -111,7 +111,21 @@ def test_the_contract_check_fails_an_adapter_that_trains_the_bias_undeclared(tmp
     )
     (tmp_path / "mine.py").write_text(source)
     assert check.main([str(tmp_path / "mine.py")]) == 1
-    assert "FAIL  scaled: bias is the base's (layer 0: the adapter trains the bias" in capsys.readouterr().out
+    out = capsys.readouterr().out  # building it fails, so every check fails saying why
+    assert "FAIL  scaled: bias is the base (ValueError: Scaled trains the bias, which belongs to the base layer" in out
+    assert "9 of 9 checks failed" in out
+
+
+@pytest.mark.slow
+def test_a_study_fails_an_adapter_that_trains_the_bias_with_the_checks_reason(tmp_path: Path) -> None:
+    path = tmp_path / "mine.py"
+    path.write_text(adapter_file().replace(
+        "        super().__init__(base)\n",
+        "        super().__init__(base)\n        del self.bias\n        self.bias = nn.Parameter(base.bias.detach().clone())\n",
+    ))
+    done = run("-m", "studies.adaptability", *TINY, "--methods", "scaled", "--adapter-module", str(path), "--out",
+               str(tmp_path / "out"))
+    assert done.returncode == 3 and "Scaled trains the bias, which belongs to the base layer" in done.stderr, done.stderr
 
 
 # --- flags mean what they say (item 4) ----------------------------------------------------------
@@ -264,6 +278,25 @@ def test_sigterm_stops_after_the_current_group_and_exits_143(tmp_path: Path, cap
         adaptability.main([*TINY, "--methods", "full,lora", "--out", str(tmp_path)])
     assert exit_.value.code == 143
     assert f"stopped: 3 of 6 cells saved in {tmp_path / 'adaptability.jsonl'}; resume with:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_process_sent_sigterm_mid_sweep_exits_143_with_its_cells_saved(tmp_path: Path) -> None:
+    import signal
+    args = ["--width", "8", "--pretrain-epochs", "5", "--adapt-epochs", "300", "--seeds", "2", "--engine", "sequential"]
+    process = subprocess.Popen([sys.executable, "-m", "studies.adaptability", *args, "--out", str(tmp_path)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:  # the sweep has begun once it announces its cells
+        lines.append(line)
+        if "cells to compute" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    _, rest = process.communicate(timeout=600)
+    err = "".join(lines) + rest
+    assert process.returncode == 143, err
+    assert "SIGTERM: stopping after the current group" in err and "; resume with: python -m studies.adaptability" in err
+    assert "Traceback" not in err
 
 
 # --- deterministic outputs (item 7) -------------------------------------------------------------
