@@ -94,11 +94,12 @@ def test_rank_transfer_figure_places_each_method_at_its_two_ranks() -> None:
     assert list(diagonal.get_xdata()) == [1, 3] and list(diagonal.get_ydata()) == [1, 3]
 
 
-def test_testbeds_must_include_mlp_and_name_known_ones(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    for bad in ("gpt", "mlp,bert"):
+def test_bad_testbeds_exit_2_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for argv, flag in ((["--testbeds", "gpt"], "--testbeds"), (["--testbeds", "mlp,bert"], "--testbeds"),
+                       (["--testbed", "gpt"], "--testbed:")):
         with pytest.raises(SystemExit) as stop:
-            claims.main(["--testbeds", bad, "--out", str(tmp_path)])
-        assert stop.value.code == 2 and "--testbeds" in capsys.readouterr().err
+            claims.main([*argv, "--out", str(tmp_path)])
+        assert stop.value.code == 2 and flag in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
