@@ -251,3 +251,27 @@ CLAIMS: tuple[Claim, ...] = (
           "shifted-task test loss and base-task test loss after adaptation, LoRA / full FT", ("quality",),
           (Part("test_loss", ("lora",), ("full",), "greater"), Part("forgetting", ("lora",), ("full",), "less"))),
 )
+
+
+# --- transfer: one testbed's ranking of the methods against another's -------------------------------
+
+def log_losses(records: Sequence[dict], key: str = "test_loss") -> dict[str, np.ndarray]:
+    """method -> log10 of ``summary[key]`` per seed, on the seeds every method has (sorted), from
+    records at each method's tuned lr; a method with no finite positive value on those seeds is left out."""
+    values: dict[str, dict[int, float]] = {}
+    for r in records:
+        value = r["summary"].get(key)
+        if value is not None and value > 0 and math.isfinite(value):
+            values.setdefault(r["method"], {})[r["seed"]] = math.log10(value)
+    if not values:
+        return {}
+    seeds = sorted(set.intersection(*(set(v) for v in values.values())))
+    return {m: np.array([v[s] for s in seeds]) for m, v in values.items()} if seeds else {}
+
+
+def ranks(losses: dict[str, np.ndarray]) -> dict[str, float]:
+    """method -> its rank by mean log loss over seeds (1 the lowest; ties share the mean rank)."""
+    from scipy import stats
+
+    methods = list(losses)
+    return dict(zip(methods, stats.rankdata([losses[m].mean() for m in methods]).tolist(), strict=True))

@@ -27,6 +27,7 @@ from nfl.claims import (
     Part,
     combine,
     decide,
+    log_losses,
     paired_difference,
     pairwise_spread,
     timing_ratio,
@@ -34,7 +35,7 @@ from nfl.claims import (
 from nfl.config import Shift
 from nfl.selection import at_tuned_lr, extension, grid_lattice, groups, lr_scores, resampled_lrs
 from nfl.span import random_baseline
-from nfl.stats import CONFIDENCE
+from nfl.stats import CONFIDENCE, kendall_tau_interval
 from studies import adaptability, init_time, span, train_time
 from studies.common import StudySetup, study_parser
 from studies.outputs import Outputs, show
@@ -57,18 +58,24 @@ Records = list[dict[str, Any]]
 @dataclass(frozen=True)
 class Setting:
     """Where a verdict is measured: MLP width, shift family, rank (None: each method's paper rank)
-    and step budget."""
+    and step budget; on the gpt testbed the width is d_model and there is no shift family (one column,
+    its preset's settings, stored under ``gpt/``)."""
 
     width: int
     shift: str
     rank: int | None
     steps: int
+    testbed: str = "mlp"
 
     def label(self) -> str:
         rank = "paper ranks" if self.rank is None else f"rank {self.rank}"
+        if self.testbed != "mlp":
+            return f"{self.testbed} d{self.width}, {rank}, {self.steps} steps"
         return f"w{self.width} {self.shift.replace('_', '-')}, {rank}, {self.steps} steps"
 
     def directory(self) -> str:
+        if self.testbed != "mlp":
+            return self.testbed
         return f"{self.shift}-w{self.width}" + ("" if self.rank is None else f"-r{self.rank}") + f"-s{self.steps}"
 
 
@@ -333,25 +340,28 @@ def multiple_comparisons_note(columns: list[Column]) -> str:
 def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
     """claims.md's text (the one table, "claims") and the no-free-lunch figures (one per width and
     budget) from the columns' records; pure of computation."""
-    from figures.claims import no_free_lunch_figure
+    from figures.claims import no_free_lunch_figure, rank_transfer_figure
     from figures.style import save  # here: matplotlib costs a second of every start-up
 
     lines = ["# What nfl says about the papers' claims", "", f"Command: `{command}`", "", f"Rule: {RULE}.", "",
              LEGEND, "", multiple_comparisons_note(columns), ""]
     tuned = {c.setting: judged_column(at_tuned_lr(c.grid), c.grid, c.timing) for c in columns}  # judged once
-    sections: dict[tuple[int, str], list[Column]] = {}
+    sections: dict[tuple[str, int, str], list[Column]] = {}
     for column in columns:
-        sections.setdefault((column.setting.width, column.setting.shift), []).append(column)
+        sections.setdefault((column.setting.testbed, column.setting.width, column.setting.shift), []).append(column)
     paths: list[Path] = []
-    for (width, shift), mine in sections.items():
+    for (testbed, width, shift), mine in sections.items():
         main = mine[0]
-        fixed = judged_column([r for r in main.grid if r["lr"] == FIXED_LR], None, main.timing)
-        cells = {f"lr 1e-3, {main.setting.steps} steps": fixed}
+        cells = {}
+        if testbed == "mlp":  # 1e-3 is the MiSS paper's lr for its MLP; on another testbed it means nothing
+            cells[f"lr 1e-3, {main.setting.steps} steps"] = judged_column(
+                [r for r in main.grid if r["lr"] == FIXED_LR], None, main.timing)
         for c in mine:
             rank = "" if c.setting.rank is None else f", rank {c.setting.rank}"
             cells[f"tuned lr, {c.setting.steps} steps{rank}"] = tuned[c.setting]
         lrs = sorted({r["lr"] for r in main.grid})
-        lines += [f"## width {width}, shift {shift}", "",
+        title = f"width {width}, shift {shift}" if testbed == "mlp" else f"testbed {testbed}, d_model {width}"
+        lines += [f"## {title}", "",
                   f"{main.seeds} seed(s), each its own task draw; learning rates tried "
                   f"{', '.join(f'{lr:g}' for lr in lrs)}; "
                   f"quality on {main.grid[0]['env']['device_name']}; timing costs (fastest rounds) on "
@@ -362,10 +372,10 @@ def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
               "S supported, N not supported, C contradicted, ? inconclusive, — not measurable here.", "",
               *matrix({c.setting.label(): tuned[c.setting] for c in columns}), ""]
     budgets = sorted({c.setting.steps for c in columns})
-    for width in dict.fromkeys(c.setting.width for c in columns):
+    for width in dict.fromkeys(c.setting.width for c in columns if c.setting.testbed == "mlp"):
         for steps in budgets:
-            chosen = {c.setting.shift: at_tuned_lr(c.grid) for c in columns
-                      if c.setting.width == width and c.setting.steps == steps and c.setting.rank is None}
+            chosen = {c.setting.shift: at_tuned_lr(c.grid) for c in columns if c.setting.testbed == "mlp"
+                      and c.setting.width == width and c.setting.steps == steps and c.setting.rank is None}
             if not chosen:
                 continue
             seeds = max(c.seeds for c in columns)
@@ -373,7 +383,66 @@ def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
             saved = save(no_free_lunch_figure(chosen, title), out / f"no_free_lunch_w{width}_s{steps}")
             paths += saved
             lines += [f"![no free lunch, width {width}, {steps} steps]({saved[0].name})", ""]
+    gpt = next((c for c in columns if c.setting.testbed == "gpt"), None)
+    if gpt is not None:
+        mlp = [c for c in columns if c.setting.testbed == "mlp" and c.setting.rank is None]
+        first = mlp[0].setting
+        mlp = [c for c in mlp if (c.setting.width, c.setting.steps) == (first.width, first.steps)]
+        main = next((c for c in mlp if c.setting.shift == "out_of_span"), mlp[0])
+        lines += transfer_lines(main, gpt, tuned, {c.setting.shift: c for c in mlp})
+        figure = rank_transfer_figure({c.setting.shift: at_tuned_lr(c.grid) for c in mlp}, at_tuned_lr(gpt.grid),
+                                      f"Rank by tuned test loss, MLP (width {first.width}, {first.steps} steps) "
+                                      f"vs GPT (d_model {gpt.setting.width}, {gpt.setting.steps} steps)")
+        saved = save(figure, out / "rank_transfer")
+        paths += saved
+        lines += [f"![rank on the MLP against rank on the GPT]({saved[0].name})", ""]
     return {"claims": "\n".join(lines)}, paths
+
+
+DECISIVE = ("supported", "not supported", "contradicted")
+
+
+def agreement(mlp: str, gpt: str) -> str:
+    """Whether two verdicts agree: yes or no where both are decisive, — where either is inconclusive
+    or could not be measured (nothing to compare)."""
+    if mlp not in DECISIVE or gpt not in DECISIVE:
+        return "—"
+    return "yes" if mlp == gpt else "no"
+
+
+def ranking_row(shift: str, mlp: Records, gpt: Records) -> str:
+    """One MLP shift family's ranking of the methods by tuned test loss against the GPT's: Kendall's
+    tau over the methods both have, with its interval from each testbed's seeds resampled."""
+    on_mlp, on_gpt = log_losses(at_tuned_lr(mlp)), log_losses(at_tuned_lr(gpt))
+    common = [m for m in on_mlp if m in on_gpt]
+    seeds = f"{len(next(iter(on_mlp.values())))} / {len(next(iter(on_gpt.values())))}" if common else "—"
+    if len(common) < 2:
+        return f"| {shift} | {len(common)} | {seeds} | — (needs 2 methods on both testbeds) |"
+    tau, low, high = kendall_tau_interval(np.array([on_mlp[m] for m in common]), np.array([on_gpt[m] for m in common]))
+    return f"| {shift} | {len(common)} | {seeds} | {tau:.2f} [{low:.2f}, {high:.2f}] |"
+
+
+def transfer_lines(main: Column, gpt: Column, tuned: dict[Setting, list[Judged]],
+                   by_shift: dict[str, Column]) -> list[str]:
+    """The transfer section of claims.md: each claim's verdict (tuned lr) on the MLP's main column
+    beside the GPT's and whether they agree; then each MLP shift family's ranking of the methods
+    against the GPT's (Kendall's tau)."""
+    mlp_label, gpt_label = main.setting.label(), gpt.setting.label()
+    lines = ["## Does the toy transfer? MLP against GPT", "",
+             f"Each claim's verdict at tuned lrs on the MLP ({mlp_label}) and on the GPT ({gpt_label}), by the same "
+             "rule; agree: both decisive (S, N or C) and the same; — where either is inconclusive or not measurable.",
+             "",
+             f"| # | claim | MLP {mlp_label} | {gpt_label} | agree |", "|---|---|---|---|---|"]
+    for claim, on_mlp, on_gpt in zip(CLAIMS, tuned[main.setting], tuned[gpt.setting], strict=True):
+        lines.append(f"| {claim.number} | {claim.text} | {SHORT[on_mlp.verdict]} | {SHORT[on_gpt.verdict]} | "
+                     f"{agreement(on_mlp.verdict, on_gpt.verdict)} |")
+    lines += ["", "The methods ranked by test loss at each one's tuned lr (mean log10 over the seeds all methods "
+              "share), each MLP shift family against the GPT: Kendall's tau with a 95% percentile interval from "
+              "resampling each testbed's seeds independently (nfl.stats.kendall_tau_interval); 1: the same order, "
+              "-1: reversed, 0: unrelated.", "",
+              "| MLP shift family | methods | seeds MLP / GPT | Kendall's tau [95% interval] |", "|---|---|---|---|"]
+    lines += [ranking_row(shift, c.grid, gpt.grid) for shift, c in by_shift.items()]
+    return [*lines, ""]
 
 
 def timing_device(timing: dict[str, Records]) -> str:
@@ -415,6 +484,20 @@ def run_column(sub: StudySetup, lrs: list[float]) -> tuple[Records, dict[tuple[s
                 more = True
         if not more:
             return records, added
+
+
+def gpt_setting(setup: StudySetup, parser) -> tuple[Setting, StudySetup]:
+    """The gpt column: the same command line on the gpt testbed (its preset's settings where the command
+    sets none), stored under --out/gpt."""
+    sub = StudySetup(parser, [*setup.argv, "--testbed", "gpt", "--out", str(setup.out / "gpt")])
+    return Setting(sub.config.width, "", None, sub.config.train.adapt_epochs, "gpt"), sub
+
+
+def gpt_note(sub: StudySetup) -> str:
+    gpt, train = sub.config.gpt, sub.config.train
+    return (f"A byte-level GPT (d_model {gpt.d_model}, {gpt.n_layer} block(s), context {gpt.context}) pretrained "
+            f"{train.pretrain_epochs} steps on English, adapted {train.adapt_epochs} steps to Python source; "
+            "losses in bits/byte. The paper's fixed lr 1e-3 belongs to its MLP: here only tuned lrs.")
 
 
 def where_the_update_lies(sub: StudySetup, rank: int = 2) -> str:
@@ -466,6 +549,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help=f"adaptation steps of the long-budget columns (default {LONG_BUDGET}; 0: none)")
     parser.add_argument("--common-rank", type=int, default=COMMON_RANK,
                         help=f"one rank for every method in the robustness columns (default {COMMON_RANK}; 0: none)")
+    parser.add_argument("--testbeds", default="mlp",
+                        help="comma-separated testbeds: mlp (the columns above), and gpt for one column at the gpt "
+                             "testbed's preset (tuned lr, its budget; records under --out/gpt) and the transfer "
+                             "table, MLP against GPT (default: mlp; a GPT column at 10 seeds takes about an hour "
+                             "on 2 cores)")
     setup = StudySetup(parser, argv)
     args = setup.args
     try:
@@ -479,21 +567,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         robust = _int_list("--robust-widths", args.robust_widths, allow_empty=True)
         if args.long_budget < 0 or args.common_rank < 0:
             raise ValueError("--long-budget and --common-rank take an integer >= 0 (0: none)")
+        testbeds = [t for t in args.testbeds.split(",") if t]
+        if "mlp" not in testbeds or any(t not in ("mlp", "gpt") for t in testbeds):
+            raise ValueError(f"--testbeds: takes mlp or mlp,gpt, got {args.testbeds!r}")
+        if args.cfg_testbed is not None:
+            raise ValueError("--testbed: studies.claims takes --testbeds (mlp or mlp,gpt)")
     except ValueError as error:
         parser.error(str(error))
     steps = setup.config.train.adapt_epochs
     lrs = sorted({*setup.lrs, FIXED_LR})
     columns: list[Column] = []
-    timing_by: dict[tuple[int, int | None], dict[str, Records]] = {}
+    timing_by: dict[tuple[str, int, int | None], dict[str, Records]] = {}
     chosen = settings(widths, shifts, robust, steps, args.long_budget, args.common_rank)
     subs = [(s, sub_setup(setup, parser, s)) for s in chosen]  # every setting checked before any work
+    if "gpt" in testbeds:
+        subs.append(gpt_setting(setup, parser))
     for setting, sub in subs:
-        grid, added = run_column(sub, lrs)
-        key = (setting.width, setting.rank)
+        grid, added = run_column(sub, lrs if setting.testbed == "mlp" else sorted(set(sub.lrs)))
+        key = (setting.testbed, setting.width, setting.rank)
         if key not in timing_by:  # timing does not depend on the targets or the budget
             plan = sub.method_ranks
             timing_by[key] = {"init_time": init_time.run(sub, plan), "train_time": train_time.run(sub, plan)}
-        note = where_the_update_lies(sub) if setting.rank is None and setting.steps == steps else ""
+        note = (gpt_note(sub) if setting.testbed == "gpt" else
+                where_the_update_lies(sub) if setting.rank is None and setting.steps == steps else "")
         columns.append(Column(setting, grid, timing_by[key], added, len(sub.seeds), note))
     tables, paths = outputs(columns, setup.command(), setup.out)
     path = Path(setup.out) / "claims.md"
