@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -134,7 +134,9 @@ def bias_is_the_base(method: str) -> Verdict:
     for name, adapter in zip(TARGETS, adapters):
         base = before.get_submodule(name).bias
         if isinstance(adapter.bias, nn.Parameter) or (adapter.bias is not None and adapter.bias.requires_grad):
-            return Verdict("bias is the base's", False, f"layer {name}: the adapter trains the bias; it belongs to the base")
+            return Verdict(
+                "bias is the base's", False, f"layer {name}: the adapter trains the bias; it belongs to the base"
+            )
         if (base is None) != (adapter.bias is None) or (base is not None and not torch.equal(base, adapter.bias)):
             return Verdict("bias is the base's", False, f"layer {name}: the adapter changed the base layer's bias")
     return Verdict("bias is the base's", True, "unchanged and frozen after training")

@@ -81,7 +81,10 @@ class ProLoRA(LowRank):
         self.stride_A = max(shared_rank // hp.m, 1)
         self.stride_B = max(shared_rank // hp.n, 1)
         bound = 1 / math.sqrt(k)  # rectified: the fan-in of the whole row, not of a chunk
-        A0, A_u = torch.empty(shared_rank, math.ceil(k / hp.m), **like(base)), torch.empty(unshared_rank, k, **like(base))
+        A0, A_u = (
+            torch.empty(shared_rank, math.ceil(k / hp.m), **like(base)),
+            torch.empty(unshared_rank, k, **like(base)),
+        )
         self.A0 = nn.Parameter(A0.uniform_(-bound, bound, generator=streams.init))
         self.A_u = nn.Parameter(A_u.uniform_(-bound, bound, generator=streams.init))
         self.B0 = nn.Parameter(torch.zeros(math.ceil(d / hp.n), shared_rank, **like(base)))

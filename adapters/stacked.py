@@ -13,7 +13,7 @@ alone up to rounding (batched matrix products sum in another order).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn

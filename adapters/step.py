@@ -8,7 +8,7 @@ the contract's checks all train through these functions, so no two of them can d
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn

@@ -36,7 +36,7 @@ def make_runs(method: str, width: int, count: int) -> list[tuple]:
     runs = []
     for seed in range(count):
         g = torch.Generator().manual_seed(seed)
-        draw = lambda n: torch.randn(n, width, generator=g)  # noqa: E731
+        draw = lambda n, g=g: torch.randn(n, width, generator=g)  # noqa: E731
         data = Dataset(draw(sizes.n_train), draw(sizes.n_train), draw(sizes.n_val), draw(sizes.n_val),
                        draw(sizes.test_size), draw(sizes.test_size))
         model = make_mlp(ModelConfig(width=width), seed)
@@ -65,7 +65,7 @@ def measure(method: str, width: int, counts: list[int], epochs: int, repeats: in
     for _ in range(repeats):
         sequential.append(wall_seconds(lambda: run_sequential(sequential_runs, epochs)) / (2 * epochs))
         for k, runs in batched_runs.items():
-            batched[k].append(wall_seconds(lambda: run_batched(runs, epochs)) / (k * epochs))
+            batched[k].append(wall_seconds(lambda runs=runs: run_batched(runs, epochs)) / (k * epochs))
     per_run = statistics.median(sequential)
     return [(k, per_run, statistics.median(batched[k])) for k in counts]
 

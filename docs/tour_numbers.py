@@ -12,8 +12,9 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,10 @@ def at_default(table: dict[tuple[str, int | None], Point], method: str) -> Point
 def pareto_quotes(records: Path) -> list[tuple[str, str]]:
     """Section 3: the first step's gradient norm (default ranks) and the training-step times."""
     grads = points(load(records, "pareto", "grad_norm"), summary("initial_grad_norm"))
-    out = [(f"pareto: initial gradient norm, {m}", f"{at_default(grads, m).mean:.2g}") for m in ("full", "lora", "milora", "pissa")]
+    out = [
+        (f"pareto: initial gradient norm, {m}", f"{at_default(grads, m).mean:.2g}")
+        for m in ("full", "lora", "milora", "pissa")
+    ]
     defaults = {(m, adapters.get(m).default_rank) for m in adapters.names()}
     timed = aggregate_stored(load(records, "pareto", "train_time"))  # one record per (cell, round) -> one per cell
     step_ms = [1e3 * r["timing"]["fastest_s"] for r in timed if (r["method"], r["rank"]) in defaults]
@@ -189,11 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     text = (DOCS / "tour.md").read_text()
     missing = []
     for description, value in json.loads(QUOTES.read_text()).items():
-        quoted = re.search(rf"(?<![\w.]){re.escape(value)}(?!\w|\.\d)", text) is not None  # a whole number, not a prefix
+        quoted = (
+            re.search(rf"(?<![\w.]){re.escape(value)}(?!\w|\.\d)", text) is not None
+        )  # a whole number, not a prefix
         missing += [] if quoted else [description]
         print(f"{'  ' if quoted else '! '}{description}: {value}")
     if missing:
-        print(f"\ndocs/tour.md does not quote {len(missing)} of these numbers (marked !): update the text.", file=sys.stderr)
+        print(
+            f"\ndocs/tour.md does not quote {len(missing)} of these numbers (marked !): update the text.",
+            file=sys.stderr,
+        )
     return 1 if missing else 0
 
 

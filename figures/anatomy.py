@@ -73,8 +73,12 @@ def anatomy_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figure
     cols = min(len(shown), 6)
     blocks = math.ceil(len(shown) / cols)
     fig, axes = plt.subplots(
-        2 * blocks, cols, figsize=(2.0 * cols + 1.0, 3.7 * blocks + 0.7), gridspec_kw={"height_ratios": [1.3, 1] * blocks},
-        squeeze=False, layout="constrained",
+        2 * blocks,
+        cols,
+        figsize=(2.0 * cols + 1.0, 3.7 * blocks + 0.7),
+        gridspec_kw={"height_ratios": [1.3, 1] * blocks},
+        squeeze=False,
+        layout="constrained",
     )
     entries = np.concatenate([np.ravel(r["delta_weight"]) for r in shown])
     vmax = float(np.percentile(np.abs(entries), _CLIP_PERCENTILE)) or 1.0
@@ -112,7 +116,17 @@ def subspace_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figur
     for j, (key, label, colour) in enumerate(_SUBSPACES):
         points = aggregate(records, lambda r, key=key: r["summary"][key])
         xs = np.arange(len(points)) + (j - 1) * width
-        left.bar(xs, [p.mean for p in points], width, yerr=error_bars(points), color=colour, edgecolor="0.1", lw=0.5, capsize=2, label=label)
+        left.bar(
+            xs,
+            [p.mean for p in points],
+            width,
+            yerr=error_bars(points),
+            color=colour,
+            edgecolor="0.1",
+            lw=0.5,
+            capsize=2,
+            label=label,
+        )
     amplified = aggregate(records, lambda r: r["summary"]["amplification"])
     for x, p in enumerate(amplified):  # points, not bars: a bar's length means nothing on a log axis
         style = method_style(p.method)
@@ -124,7 +138,12 @@ def subspace_figure(records: list[dict[str, Any]], title: str = "") -> plt.Figur
         for ax in (left, right):
             mark_empty(ax)
     for ax in (left, right):
-        ax.set_xticks(np.arange(len(amplified)), [f"{method_style(p.method)['label']}" for p in amplified], rotation=45, ha="right")
+        ax.set_xticks(
+            np.arange(len(amplified)),
+            [f"{method_style(p.method)['label']}" for p in amplified],
+            rotation=45,
+            ha="right",
+        )
         for tick, p in zip(ax.get_xticklabels(), amplified):
             tick.set_color(method_style(p.method)["color"])
     left.set_ylim(0, 1.05)

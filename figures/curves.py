@@ -3,7 +3,8 @@ its end, on an axis fitted to the adapters so that they can be told apart."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -95,7 +96,7 @@ def end_labels(ax: plt.Axes, ends: list[tuple[float, float, str]]) -> None:
     overflow = positions[-1] - 0.98
     if overflow > 0:  # pushed off the top: shift everything down, keeping the gaps
         positions = [p - overflow for p in positions]
-    for (frac, y, method), pos in zip(placed, positions):
+    for (_, y, method), pos in zip(placed, positions):
         style = method_style(method)
         ax.annotate(style["label"], (last, y), xytext=(last * 1.03, 10 ** (low + pos * (high - low))),
                     textcoords="data", fontsize=7, color=style["color"], va="center",

@@ -5,7 +5,8 @@ better on both. The pretrained model, before any adaptation, is marked: every me
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np

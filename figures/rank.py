@@ -19,7 +19,9 @@ _PANELS = (
 )
 
 
-def _draw_panel(ax: plt.Axes, records: list[dict[str, Any]], key: str, reference: str, title: str, reference_label: str) -> None:
+def _draw_panel(
+    ax: plt.Axes, records: list[dict[str, Any]], key: str, reference: str, title: str, reference_label: str
+) -> None:
     """One line per method over its ranks (mean ± 95% CI over seeds), full fine-tuning a lone
     marker, and the reference level (mean over seeds) dotted."""
     for method, points in by_method(aggregate(records, lambda r: r["summary"][key])).items():

@@ -26,6 +26,7 @@ from matplotlib import ticker  # noqa: E402
 
 import adapters  # noqa: E402
 
+
 def method_style(name: str) -> dict[str, str]:
     """Colour, marker and display label (mathtext) of a registered method: what its own file
     declares (adapters/<method>.py), so no method's look depends on which others are registered."""

@@ -158,7 +158,9 @@ def log_grid(lo: float, hi: float, n: int) -> tuple[float, ...]:
     _require(math.isfinite(lo) and lo > 0, f"lo:hi:n needs a learning rate lo > 0, got lo = {lo:g}")
     _require(math.isfinite(hi) and hi >= lo, f"lo:hi:n runs from the smaller to the larger, got {lo:g}:{hi:g}")
     _require(n >= 1, f"lo:hi:n needs n >= 1 points, got n = {n}")
-    _require((n == 1) == (lo == hi), f"lo:hi:n with n = {n} needs {'lo == hi' if n == 1 else 'lo < hi'}, got {lo:g}:{hi:g}")
+    _require(
+        (n == 1) == (lo == hi), f"lo:hi:n with n = {n} needs {'lo == hi' if n == 1 else 'lo < hi'}, got {lo:g}:{hi:g}"
+    )
     values = np.geomspace(lo, hi, n)
     step = (hi / lo) ** (1 / max(n - 1, 1)) - 1  # relative gap between neighbours: fewer digits cannot tell them apart
     for digits in range(max(3, math.ceil(-math.log10(step)) + 1 if step > 0 else 3), 18):
@@ -416,7 +418,9 @@ def config_to_argv(cfg: ExperimentConfig, skip: set[str] = frozenset()) -> list[
     for section, f in _cli_fields():
         if f.name in skip:
             continue
-        value, default = (getattr(getattr(c, section), f.name) if section else getattr(c, f.name) for c in (cfg, reference))
+        value, default = (
+            getattr(getattr(c, section), f.name) if section else getattr(c, f.name) for c in (cfg, reference)
+        )
         if value == default or value is None:  # None differs from a preset's grid only by --adapt-lr
             continue
         flag = "--" + f.name.replace("_", "-")

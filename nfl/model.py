@@ -23,7 +23,9 @@ class MLP(nn.Module):
         return self.layer2(self.act(self.layer1(x)))
 
 
-def make_mlp(cfg: ModelConfig, seed: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> MLP:
+def make_mlp(
+    cfg: ModelConfig, seed: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> MLP:
     """A freshly initialised MLP; PyTorch's default Linear init drawn from ``seed`` alone."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

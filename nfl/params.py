@@ -3,7 +3,7 @@ engine and for Figure 1)."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

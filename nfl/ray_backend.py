@@ -10,12 +10,15 @@ copy instead of recomputing it.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from nfl.sweep import Cell, Compute as GroupCompute, Outcome as GroupResult
+from nfl.sweep import Cell
+from nfl.sweep import Compute as GroupCompute
+from nfl.sweep import Outcome as GroupResult
 
 
 # max_retries: a lost worker or an out-of-memory kill is retried once here. An exception raised by the

@@ -3,15 +3,16 @@
 "Learning Rate Matters" (Lee et al., 2026) finds each method's best learning rate tracking the
 largest Hessian eigenvalue at initialisation (a stable step needs lr ≲ 2 / λ_max). Computed by power
 iteration on Hessian-vector products (double backward through the kept gradient graph), never
-forming H. The loss is the task's MSE on the training samples (a regulariser's curvature is not the
-data's; the loss is the testbed's task loss, as in :func:`adapters.step.objective`). Each adapter is evaluated through its ``merged_weight()``: the same function, but without
+forming H. The loss is the testbed's task loss on the training samples, as in
+:func:`adapters.step.objective` but without the regularisers (their curvature is not the data's).
+Each adapter is evaluated through its ``merged_weight()``: the same function, but without
 gradient tricks such as DoRA's detached norm (§4.3), which would make the "Hessian" the Jacobian of
 a field that is not a gradient, and not symmetric.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -14,9 +14,10 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Protocol, Sequence, Union
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
@@ -52,7 +53,7 @@ class Cell:
 
 
 Compute = Callable[[list[Cell]], list[dict[str, Any]]]
-Outcome = tuple[list[Cell], Union[list[dict[str, Any]], BaseException]]
+Outcome = tuple[list[Cell], list[dict[str, Any]] | BaseException]
 
 
 class Backend(Protocol):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -195,7 +195,12 @@ def pretrain(
                     batches=source, eval_every=testbed.eval_every(cfg))
     reference = testbed.reference(data.base)
     if history.diverged_at is not None:
-        warnings.warn(DegenerateTaskWarning(f"pretraining diverged at step {history.diverged_at} (lr {cfg.train.lr}): every adaptation will too"), stacklevel=2)
+        warnings.warn(
+            DegenerateTaskWarning(
+                f"pretraining diverged at step {history.diverged_at} (lr {cfg.train.lr}): every adaptation will too"
+            ),
+            stacklevel=2,
+        )
     elif history.final_val_loss >= reference:
         warnings.warn(
             DegenerateTaskWarning(
@@ -233,7 +238,9 @@ class Adapted:
     trainable_params: int
 
 
-def prepare(pretrained: nn.Module, method: str, cfg: ExperimentConfig, rank: int | None, seed: int, **hparams) -> tuple[nn.Module, list[Adapter]]:
+def prepare(
+    pretrained: nn.Module, method: str, cfg: ExperimentConfig, rank: int | None, seed: int, **hparams
+) -> tuple[nn.Module, list[Adapter]]:
     """A copy of ``pretrained`` with ``method`` attached from run ``seed``'s stream for this method;
     the pretrained model is left as it was."""
     model = copy.deepcopy(pretrained)

@@ -9,9 +9,10 @@ selected, and the figure ``adaptability_loss.{png,pdf}`` (test loss, mean over s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +20,8 @@ import torch
 import adapters
 from nfl import seeds, testbeds
 from nfl.batched import can_batch, train_batched
-from nfl.params import count_trainable
 from nfl.config import format_lr_grid
+from nfl.params import count_trainable
 from nfl.selection import at_tuned_lr, run_summary, tune
 from nfl.sharpness import lambda_max
 from nfl.sweep import Cell
@@ -102,7 +103,9 @@ def record(
             # On the base task's test split, at the step validation selected (the forgetting a user would see).
             "forgetting_base_test_loss": base_test(model) if finished else None,
             # Effective rank of each adapted layer's update (AdaLoRA's after its rank allocation).
-            "delta_rank": [int(torch.linalg.matrix_rank(a.delta_weight().detach())) for a in hooks] if finished else None,
+            "delta_rank": [int(torch.linalg.matrix_rank(a.delta_weight().detach())) for a in hooks]
+            if finished
+            else None,
         },
     }
 
@@ -110,7 +113,9 @@ def record(
 def run(setup: StudySetup, plan: dict[str, list[int | None]] | None = None) -> list[dict[str, Any]]:
     """Every (method, rank) at every seed and grid lr, computed or read back from
     ``<out>/adaptability.jsonl``."""
-    return setup.run_groups("adaptability", lambda cells: compute_group(setup, cells), setup.groups("adaptability", plan=plan))
+    return setup.run_groups(
+        "adaptability", lambda cells: compute_group(setup, cells), setup.groups("adaptability", plan=plan)
+    )
 
 
 def summary_rows(records: list[dict[str, Any]], metric: str = "MSE") -> list[dict[str, str]]:

@@ -16,15 +16,19 @@ method (``--subspace-rank``), capped by its rank bound, so that the bars compare
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from copy import deepcopy
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 import adapters
+from nfl import seeds
+from nfl.model import target_layer_names
+from nfl.selection import at_tuned_lr, run_summary
 from nfl.subspace import (
     amplification,
     bottom_left_singular_vectors,
@@ -36,9 +40,6 @@ from nfl.subspace import (
     update_rank,
     update_rank_bound,
 )
-from nfl.model import target_layer_names
-from nfl import seeds
-from nfl.selection import at_tuned_lr, run_summary
 from nfl.sweep import Cell
 from nfl.training import adapt
 from studies.common import StudySetup, format_table, group_summaries, study_parser

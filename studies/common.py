@@ -7,8 +7,9 @@ import collections
 import itertools
 import shlex
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,14 +17,14 @@ import torch
 import adapters
 from nfl import cli, testbeds
 from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv, format_lr_grid
+from nfl.measure.prepared import step_seconds
+from nfl.measure.threads import default_threads
 from nfl.results import DirectoryLocked, ResultStore, StoreWriteError, environment, lock_directory, record_key
 from nfl.seeds import Run
 from nfl.stats import format_mean_ci
 from nfl.sweep import Backend, Cell, LocalBackend, SweepInterrupted, run_groups
 from nfl.tasks import TaskData
 from nfl.testbeds import cache
-from nfl.measure.prepared import step_seconds
-from nfl.measure.threads import default_threads
 from nfl.training import History, pretrain
 from studies.outputs import Outputs, show
 
@@ -46,23 +47,44 @@ def study_parser(
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: CUDA when available)")
     parser.add_argument("--seeds", type=int, default=None,
                         help=f"number of seeds (seed, seed+1, ...); default {seeds}, 1 with --quick")
-    parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one): " + ",".join(adapters.names()))
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated methods (default: every registered one): " + ",".join(adapters.names()),
+    )
     parser.add_argument("--ranks", default=None, help=f"comma-separated ranks (default: {ranks_help})")
     parser.add_argument("--out", default=f"results/{name}", help="output directory for records and figures")
     parser.add_argument("--quick", action="store_true",
                         help="smaller defaults, same outputs: one seed, three learning rates of the grid and "
                              "(timings) only the default ranks and the ends of the rank range, at most 11 rounds "
                              "a cell, not 21; a flag you give (--seeds, --lr-grid, --rounds, --ranks) is kept")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads torch uses for the whole study (default: 1 below width 256, else 2; see nfl.measure.threads); recorded in every record's environment")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads torch uses for the whole study (default: 1 below width 256, else 2; see "
+        "nfl.measure.threads); recorded in every record's environment",
+    )
     parser.add_argument(
         "--engine", choices=("batched", "sequential"), default="batched",
         help="quality runs: batched trains one (method, rank)'s seeds x learning rates at once (torch.func.vmap), "
         "sequential one after another (the reference; same numbers); timing always measures one run",
     )
-    parser.add_argument("--yes", action="store_true",
-                        help=f"run even when the time estimate is beyond {LIMIT_S // 3600} hour (else refused before any work)")
-    parser.add_argument("--resume", action="store_true", help="keep the records already in --out and compute only the missing cells")
-    parser.add_argument("--adapter-module", action="append", default=[], metavar="FILE", help="a Python file registering your own adapter (repeatable); see README, Bring your own adapter")
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"run even when the time estimate is beyond {LIMIT_S // 3600} hour (else refused before any work)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the records already in --out and compute only the missing cells"
+    )
+    parser.add_argument(
+        "--adapter-module",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a Python file registering your own adapter (repeatable); see README, Bring your own adapter",
+    )
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="where cells run: in this process (local) or as Ray tasks (ray; needs the ray extra)")
     parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
@@ -185,17 +207,30 @@ class StudySetup:
                 which = "any rank of --ranks" if ranks else f"its default rank {spec.default_rank}"
                 if self._methods_given:
                     cli.fail(f"--methods: {method} cannot run at {which} with width {width} ({reason})")
-                cli.fail(f"--width: {width} is too narrow for {method} at {which} ({reason}); widen it or leave {method} out with --methods")
+                cli.fail(
+                    f"--width: {width} is too narrow for {method} at {which} ({reason}); "
+                    f"widen it or leave {method} out with --methods"
+                )
         return plan
 
     def rerun_command(self, cell: Cell) -> str:
         """A command that computes this one cell again (same config, method, rank, seed, device)."""
         skip = {"seed"} if cell.lr is None else {"seed", "lr_grid", "adapt_lr"}
-        argv = [*config_to_argv(self.config, skip=skip), "--seed", str(cell.seed), "--seeds", "1", "--methods", cell.method]
+        argv = [
+            *config_to_argv(self.config, skip=skip),
+            "--seed",
+            str(cell.seed),
+            "--seeds",
+            "1",
+            "--methods",
+            cell.method,
+        ]
         argv += [] if cell.rank is None else ["--ranks", str(cell.rank)]
         argv += [] if cell.lr is None else ["--adapt-lr", repr(cell.lr)]
         argv += [arg for path in self.args.adapter_module for arg in ("--adapter-module", path)]
-        argv += ["--device", cell.device.split(":")[0], "--out", str(self.out / "rerun")] + (["--quick"] if self.quick else [])
+        argv += ["--device", cell.device.split(":")[0], "--out", str(self.out / "rerun")] + (
+            ["--quick"] if self.quick else []
+        )
         return " ".join([f"python -m studies.{cell.study}", *map(shlex.quote, argv)])
 
     def command(self, resume: bool = False) -> str:
@@ -203,7 +238,9 @@ class StudySetup:
         extra = ["--resume"] if resume and "--resume" not in self.argv else []
         return " ".join([self.prog, *map(shlex.quote, self.argv), *extra])
 
-    def cells(self, study: str, seeds: Sequence[int] | None = None, plan: dict[str, list[int | None]] | None = None) -> list[Cell]:
+    def cells(
+        self, study: str, seeds: Sequence[int] | None = None, plan: dict[str, list[int | None]] | None = None
+    ) -> list[Cell]:
         """Every (method, rank, seed) cell of ``study``, methods outermost."""
         return [cell for group in self.groups(study, seeds, plan, lrs=[None]) for cell in group]
 
@@ -219,7 +256,11 @@ class StudySetup:
         counts = {(method, rank): len(seeds) * len(lrs) for method, ranks in plan.items() for rank in ranks}
         self.check_size(counts, self.estimate(counts, len(seeds)))  # before a million cells are built
         return [
-            [Cell(study, method, rank, seed, cfg.width, str(self.device), digest, lr=lr) for seed in seeds for lr in lrs]
+            [
+                Cell(study, method, rank, seed, cfg.width, str(self.device), digest, lr=lr)
+                for seed in seeds
+                for lr in lrs
+            ]
             for method, ranks in plan.items()
             for rank in ranks
         ]
@@ -253,13 +294,15 @@ class StudySetup:
         """Run ``groups`` into ``<out>/<study>.jsonl``, each group's missing cells computed in one
         ``compute(cells)`` call (the batched engine trains them together) on the chosen back end;
         every record also gets the config and the environment it was computed in (a Ray worker's
-        node, not the driver's). Exits 130 (SIGINT) or 143 (SIGTERM) with a resume hint if interrupted, 1 with one line if a
-        record cannot be written."""
+        node, not the driver's). Exits 130 (SIGINT) or 143 (SIGTERM) with a resume hint if
+        interrupted, 1 with one line if a record cannot be written."""
         cells = [cell for group in groups for cell in group]
         if not cells:
             return []
         todo = self.todo(study, cells)
-        seconds = self.estimate(collections.Counter((c.method, c.rank) for c in todo), len({c.seed for c in todo}), steps)
+        seconds = self.estimate(
+            collections.Counter((c.method, c.rank) for c in todo), len({c.seed for c in todo}), steps
+        )
         self.prepare_out()
         config, command, threads = self.config.to_dict(), self.command(), self.args.threads
 

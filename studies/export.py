@@ -13,7 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from nfl.selection import tune
 from nfl.stats import mean_ci
@@ -26,7 +27,9 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _summary_rows(study: str, method: str, rank: int | None, lr: float | None, records: Records) -> list[dict[str, Any]]:
+def _summary_rows(
+    study: str, method: str, rank: int | None, lr: float | None, records: Records
+) -> list[dict[str, Any]]:
     """One row per numeric summary key of these records (one per seed)."""
     summaries = [r["summary"] for r in records]
     finished = [s for s in summaries if s.get("diverged_at") is None]

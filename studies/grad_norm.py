@@ -8,8 +8,9 @@ fine-tuning's, is the MiSS paper's Figure 1 argument about how fast a method can
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import adapters
 from nfl.params import count_trainable

@@ -7,8 +7,9 @@ This module also holds the command line and table both timing studies share.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import adapters
 from nfl import cli

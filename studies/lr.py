@@ -9,8 +9,9 @@ methods in both columns. The runs are ``studies.adaptability``'s (``<out>/adapta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,10 @@ def outputs(stores: Stores, out: Path) -> Outputs:
     cfg = config_of(records)
     title = f"preset {cfg.preset}, width {cfg.width}, {seed_count(records)} seed(s)"
     points, rho = sharpness_points(records)
-    paths = [*save(lr_figure(records, title), out / "lr"), *save(sharpness_figure(points, rho, title), out / "sharpness")]
+    paths = [
+        *save(lr_figure(records, title), out / "lr"),
+        *save(sharpness_figure(points, rho, title), out / "sharpness"),
+    ]
     rho_line = f"tuned lr vs λ_max at initialisation: Spearman ρ = {rho:.2f} over {len(points)} methods"
     return {"lr": table(records) + "\n\n" + rho_line}, paths
 

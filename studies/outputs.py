@@ -9,8 +9,9 @@ store draw exactly the same files with the same tables.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from nfl.config import ExperimentConfig
 

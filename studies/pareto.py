@@ -9,18 +9,19 @@ parameters and vs step time, non-dominated methods joined) and a table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 import adapters
 from nfl import testbeds
-from nfl.nodes import by_node_kind
 from nfl.measure import runner
 from nfl.measure.rounds import format_ms, noisy_line
-from studies import adaptability, grad_norm, init_time, train_time
+from nfl.nodes import by_node_kind
 from nfl.selection import at_tuned_lr, tune
+from studies import adaptability, grad_norm, init_time, train_time
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
 from studies.outputs import Outputs, Stores, config_of, seed_count
 
@@ -53,7 +54,18 @@ def summary_table(adapt: list[dict[str, Any]], init: list[dict[str, Any]], train
             "memory KiB": f"{timed['memory']['total'] / 1024:.1f}" if timed else "-",
             "grad norm": quality_cell(runs, "initial_grad_norm", digits=5),
         })
-    columns = ["method", "rank", "params", "tuned lr", "test loss", "forgetting", "init ms", "step ms", "memory KiB", "grad norm"]
+    columns = [
+        "method",
+        "rank",
+        "params",
+        "tuned lr",
+        "test loss",
+        "forgetting",
+        "init ms",
+        "step ms",
+        "memory KiB",
+        "grad norm",
+    ]
     return format_table(rows, columns)
 
 
@@ -80,7 +92,9 @@ def outputs(stores: Stores, out: Path) -> Outputs:
     lines = ["\n".join(adaptability.report(adapt).split("\n")[:3]), summary_table(adapt, init, train)]
     if len(kinds) > 1:
         listed = "; ".join(f"{i + 1}: {kind}" for i, kind in enumerate(kinds))
-        lines.append(f"note: timings from {len(kinds)} kinds of node, drawn apart (figure2_nodeN, pareto_nodeN): {listed}")
+        lines.append(
+            f"note: timings from {len(kinds)} kinds of node, drawn apart (figure2_nodeN, pareto_nodeN): {listed}"
+        )
     for i, kind in enumerate(kinds):
         timed_init, timed_train = init_by.get(kind, []), train_by.get(kind, [])
         threads = timed_train[0]["timing"]["num_threads"] if timed_train else "?"

@@ -11,13 +11,14 @@ against trainable parameters, one line per method, mean ± 95% CI over seeds, an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import adapters
+from nfl.selection import at_tuned_lr, tune
 from nfl.sweep import Cell
 from studies import adaptability
-from nfl.selection import at_tuned_lr, tune
 from studies.common import SWEEP_RANKS, StudySetup, format_table, quality_cell, study_parser
 from studies.outputs import Outputs, Stores, config_of
 

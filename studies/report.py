@@ -10,12 +10,13 @@ numbers to ``summary.csv``, one number per column (``studies.export``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from nfl import cli
-from nfl.results import ResultStore
 from nfl.measure.rounds import aggregate_stored
+from nfl.results import ResultStore
 from studies import adaptability, anatomy, grad_norm, init_time, lr, pareto, rank, train_time
 from studies.common import EXIT_FAILED, failed_records, parse_table, with_failures
 from studies.export import numeric_rows, to_csv

@@ -8,7 +8,8 @@ random subspace would get. Prints a table; computes nothing else, stores nothing
 
 from __future__ import annotations
 
-from typing import Sequence, get_args
+from collections.abc import Sequence
+from typing import get_args
 
 import torch
 
@@ -60,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             rows.append({"shift": shift, "layer": layer, "dW from": source, f"subspace r={rank}": subspace,
                          **{k: f"{v:.3f}" for k, v in mean.items()}})
     width = setup.config.model.width
-    rows.append({"shift": "random subspace", **{k: f"{v:.3f}" for k, v in random_baseline((width, width), rank).items()}})
+    rows.append(
+        {"shift": "random subspace", **{k: f"{v:.3f}" for k, v in random_baseline((width, width), rank).items()}}
+    )
     print(format_table(rows, ["shift", "layer", "dW from", f"subspace r={rank}", *KEYS]))
 
 

@@ -8,7 +8,8 @@ The summary checks the measurement itself: LoRA and PiSSA take the identical ste
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from nfl.measure.memory import training_memory
 from nfl.measure.prepared import prepared_train_step, train_step_peak_bytes

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import copy
 
+import peft
 import torch
 from torch import nn
-
-import peft
 
 # Float64 throughout: two correct implementations differ by rounding (~1e-15); 1e-6 is the bound
 # the issue sets, far below any real discrepancy.
@@ -28,7 +27,7 @@ class _Holder(nn.Module):
         return self.layer1(x)
 
 
-def peft_layer(layer: nn.Linear, config: "peft.PeftConfig") -> tuple[nn.Module, nn.Module]:
+def peft_layer(layer: nn.Linear, config: peft.PeftConfig) -> tuple[nn.Module, nn.Module]:
     """(PEFT model, its tuner layer) around a float64 copy of ``layer``; config targets 'layer1'."""
     config.target_modules = ["layer1"]
     model = peft.get_peft_model(_Holder(copy.deepcopy(layer).double()), config)
@@ -43,7 +42,9 @@ def copy_into(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
             theirs.copy_(ours)
 
 
-def assert_parity(ours: nn.Module, theirs: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor, extra_loss=None) -> None:
+def assert_parity(
+    ours: nn.Module, theirs: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor, extra_loss=None
+) -> None:
     """Same outputs, and same gradients of a common loss w.r.t. each (ours, PEFT's) tensor pair.
 
     ``extra_loss(module) -> Tensor`` adds a term (e.g. a regulariser) to each side's loss.

@@ -44,7 +44,9 @@ class Recorder:
         self.effective.append([a.effective_rank for a in self.attached])
         # delta_weight() is W' − W0, so it carries W0's rounding (~2e-16 measured); the smallest
         # kept singular value along these runs is ~7e-6: an absolute 1e-10 separates the two.
-        self.delta_rank.append([int(torch.linalg.matrix_rank(a.delta_weight().detach(), atol=1e-10, rtol=0)) for a in self.attached])
+        self.delta_rank.append(
+            [int(torch.linalg.matrix_rank(a.delta_weight().detach(), atol=1e-10, rtol=0)) for a in self.attached]
+        )
 
 
 @pytest.mark.slow
@@ -121,7 +123,14 @@ def test_penalty_is_zero_for_orthonormal_factors_and_positive_otherwise() -> Non
     layer = TwoLayer(DOUBLE).layer1
     adapter = adapters.build("adalora", layer, rank=2, init_rank=3, seed=0)
     P, Q = adapter.P.detach(), adapter.Q.detach()
-    expected = 0.5 * 0.5 * (torch.linalg.norm(P.T @ P - torch.eye(3, dtype=DOUBLE)) + torch.linalg.norm(Q @ Q.T - torch.eye(3, dtype=DOUBLE)))
+    expected = (
+        0.5
+        * 0.5
+        * (
+            torch.linalg.norm(P.T @ P - torch.eye(3, dtype=DOUBLE))
+            + torch.linalg.norm(Q @ Q.T - torch.eye(3, dtype=DOUBLE))
+        )
+    )
     # At init PᵀP ≈ 0.005·I, so each norm is ≈ √3: the penalty is ≈ 0.87.
     assert adapter.regularization().item() > 0.5
     assert abs(adapter.regularization().item() - float(expected)) < 1e-12

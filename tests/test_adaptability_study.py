@@ -14,10 +14,23 @@ from studies import adaptability
 pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--pretrain-epochs", "20", "--adapt-epochs", "5", "--seeds", "2", "--methods", "full,lora", "--lr-grid", "1e-3,1e-2"]
+TINY = [
+    "--pretrain-epochs",
+    "20",
+    "--adapt-epochs",
+    "5",
+    "--seeds",
+    "2",
+    "--methods",
+    "full,lora",
+    "--lr-grid",
+    "1e-3,1e-2",
+]
 
 
-def test_cli_writes_records_figure_and_reports_the_zero_predictor(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_writes_records_figure_and_reports_the_zero_predictor(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     adaptability.main([*TINY, "--out", str(tmp_path)])
     lines = (tmp_path / "adaptability.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
@@ -30,7 +43,10 @@ def test_cli_writes_records_figure_and_reports_the_zero_predictor(tmp_path: Path
         summary = record["summary"]
         assert summary["test_loss"] == record["history"]["test_loss"][summary["selected_step"]]
         assert summary["min_val_loss"] == min(record["history"]["val_loss"]) and summary["sharpness"] > 0
-    assert {r["summary"]["trainable_params"] for r in records} == {64 * 64 * 2 + 128, 2 * 2 * 128}  # LoRA on both layers
+    assert {r["summary"]["trainable_params"] for r in records} == {
+        64 * 64 * 2 + 128,
+        2 * 2 * 128,
+    }  # LoRA on both layers
     for suffix in ("png", "pdf"):
         assert (tmp_path / f"adaptability_loss.{suffix}").stat().st_size > 1000
     out = capsys.readouterr().out

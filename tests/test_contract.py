@@ -100,8 +100,8 @@ def test_every_trainable_tensor_gets_gradient_once_perturbed(method: str) -> Non
 @pytest.mark.parametrize("targets", TARGETS)
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_only_the_adapter_moves(method: str, targets: list[str]) -> None:
-    from nfl.training import train
     from nfl.tasks import Dataset
+    from nfl.training import train
 
     model = TwoLayer()
     before = copy.deepcopy(model)
@@ -121,7 +121,9 @@ def test_only_the_adapter_moves(method: str, targets: list[str]) -> None:
         if method != "full" and layer not in adapted_layers:
             assert torch.equal(param, model.get_parameter(name)), f"{name} (not adapted) moved"
     for name, value in initial.items():
-        assert not value.numel() or not torch.equal(value, dict(model.named_parameters())[name]), f"trainable {name} never moved"
+        assert not value.numel() or not torch.equal(value, dict(model.named_parameters())[name]), (
+            f"trainable {name} never moved"
+        )
 
 
 @pytest.mark.parametrize("method", ADAPTER_METHODS)

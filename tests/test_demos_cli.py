@@ -18,7 +18,9 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::nfl.training.DegenerateTaskWarning")]
 
 
-def test_anatomy_records_each_update_its_rank_bound_and_subspaces(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_anatomy_records_each_update_its_rank_bound_and_subspaces(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     anatomy.main([*TINY, "--methods", "full,lora,pissa,miss_e", "--out", str(tmp_path)])
     records = at_tuned_lr(read(tmp_path / "anatomy.jsonl"))  # every grid lr is stored; ΔW is shown at the tuned one
     assert [(r["method"], r["rank"]) for r in records] == [("full", None), ("lora", 2), ("pissa", 2), ("miss_e", 4)]
@@ -47,7 +49,9 @@ def test_anatomy_rejects_a_subspace_rank_below_one(tmp_path: Path, capsys: pytes
 
 
 @pytest.mark.parametrize("study", [anatomy, rank])
-def test_diverged_runs_are_recorded_and_the_demos_still_draw(study, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_diverged_runs_are_recorded_and_the_demos_still_draw(
+    study, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     study.main([*TINY, "--methods", "lora", "--ranks", "2", "--adapt-lr", "1e30", "--out", str(tmp_path)])
     name = study.__name__.rsplit(".", 1)[1]
     (record,) = read(tmp_path / f"{name}.jsonl")
@@ -59,11 +63,19 @@ def test_diverged_runs_are_recorded_and_the_demos_still_draw(study, tmp_path: Pa
 def test_rank_sweeps_every_method_and_keeps_the_summaries(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rank.main([*TINY, "--methods", "full,lora,vera", "--ranks", "1,2", "--out", str(tmp_path)])
     records = at_tuned_lr(read(tmp_path / "rank.jsonl"))
-    assert [(r["method"], r["rank"]) for r in records] == [("full", None), ("lora", 1), ("lora", 2), ("vera", 1), ("vera", 2)]
+    assert [(r["method"], r["rank"]) for r in records] == [
+        ("full", None),
+        ("lora", 1),
+        ("lora", 2),
+        ("vera", 1),
+        ("vera", 2),
+    ]
     assert [r["summary"]["trainable_params"] for r in records[1:]] == [16, 32, 9, 10]  # LoRA r(d + k), VeRA d + r
     for r in records:
         assert "history" not in r
-        assert {"min_val_loss", "test_loss", "forgetting_base_test_loss", "shifted_test_loss_before"} <= r["summary"].keys()
+        assert {"min_val_loss", "test_loss", "forgetting_base_test_loss", "shifted_test_loss_before"} <= r[
+            "summary"
+        ].keys()
     assert_figure(tmp_path / "rank")
     assert "base-task loss after" in capsys.readouterr().out
 

@@ -63,7 +63,11 @@ def test_gradients_treat_the_norm_as_a_constant() -> None:
     def grads(out: torch.Tensor) -> list[torch.Tensor]:
         return torch.autograd.grad(out.pow(2).sum(), params)
 
-    ours, detached, through_norm = grads(adapter(x)), grads(written_out(adapter, x, True)), grads(written_out(adapter, x, False))
+    ours, detached, through_norm = (
+        grads(adapter(x)),
+        grads(written_out(adapter, x, True)),
+        grads(written_out(adapter, x, False)),
+    )
     for mine, reference in zip(ours, detached):
         assert (mine - reference).abs().max() < 1e-10  # gradients of O(10): rounding ~1e-13
     # The detachment is visible: differentiating through the norm changes A's and B's gradients.

@@ -104,9 +104,11 @@ def test_ctrl_c_twice_aborts_with_one_line(tmp_path, capsys, monkeypatch) -> Non
         adaptability.main([*TINY, "--adapt-lr", "1e-2", "--methods", "full,lora", "--out", str(tmp_path)])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("aborted")]
     assert exit_.value.code == 130
-    assert err == [f"aborted: 0 of 2 cells saved in {tmp_path / 'adaptability.jsonl'}; resume with: "
-                   f"python -m studies.adaptability {' '.join(TINY)} --adapt-lr 1e-2 --methods full,lora --out {tmp_path} "
-                   "--resume"]
+    assert err == [
+        f"aborted: 0 of 2 cells saved in {tmp_path / 'adaptability.jsonl'}; resume with: "
+        f"python -m studies.adaptability {' '.join(TINY)} --adapt-lr 1e-2 --methods full,lora --out {tmp_path} "
+        "--resume"
+    ]
 
 
 def test_an_interrupt_or_failed_write_outside_a_sweep_is_one_line(capsys) -> None:
@@ -131,8 +133,19 @@ def test_a_bad_mplbackend_falls_back_to_agg_with_a_notice() -> None:
 
 def summary(base: float, zero: float) -> dict:
     keys = ("min_val_loss", "test_loss", "selected_step", "forgetting_base_test_loss")
-    return {"method": "lora", "rank": 2, "lr": 1e-3, "summary": {"pretrained_base_val_loss": base, "base_zero_loss": zero,
-            "shifted_zero_loss": 0.5, "trainable_params": 32, "diverged_at": None, **dict.fromkeys(keys, 0.4)}}
+    return {
+        "method": "lora",
+        "rank": 2,
+        "lr": 1e-3,
+        "summary": {
+            "pretrained_base_val_loss": base,
+            "base_zero_loss": zero,
+            "shifted_zero_loss": 0.5,
+            "trainable_params": 32,
+            "diverged_at": None,
+            **dict.fromkeys(keys, 0.4),
+        },
+    }
 
 
 def test_learnt_only_when_clearly_below_the_zero_predictor() -> None:

@@ -40,6 +40,12 @@ class Scaled(adapters.Adapter):
 GOOD_FORWARD = "F.linear(x * self.scale, self.base_weight, self.bias)"
 
 
+# An adapter that trains its own copy of the base bias.
+TRAINED_BIAS = (
+    "        super().__init__(base)\n        del self.bias\n"
+    "        self.bias = nn.Parameter(base.bias.detach().clone())\n"
+)
+
 def adapter_file(name: str = "scaled", forward: str = GOOD_FORWARD, extra: str = "") -> str:
     return ADAPTER.format(name=name, forward=forward) + extra
 
@@ -96,7 +102,9 @@ def test_the_contract_check_names_a_bad_file_in_one_line(case: str, tmp_path: Pa
 
 @pytest.mark.parametrize("forward", ["F.linear(x, self.base_weight, self.bias) * float('nan')",
                                      "F.linear(x * self.scale, self.base_weight, self.bias) / 0.0"])
-def test_the_contract_check_fails_a_forward_that_is_not_finite(forward: str, tmp_path: Path, registry_restored, capsys) -> None:
+def test_the_contract_check_fails_a_forward_that_is_not_finite(
+    forward: str, tmp_path: Path, registry_restored, capsys
+) -> None:
     (tmp_path / "mine.py").write_text(adapter_file(forward=forward))
     assert check.main([str(tmp_path / "mine.py")]) == 1
     out = capsys.readouterr().out
@@ -104,10 +112,12 @@ def test_the_contract_check_fails_a_forward_that_is_not_finite(forward: str, tmp
     assert "FAIL  scaled: forward equals merged weight" in out and "PASS  scaled: forward" not in out
 
 
-def test_the_contract_check_fails_an_adapter_that_trains_the_bias_undeclared(tmp_path: Path, registry_restored, capsys) -> None:
+def test_the_contract_check_fails_an_adapter_that_trains_the_bias_undeclared(
+    tmp_path: Path, registry_restored, capsys
+) -> None:
     source = adapter_file().replace(
         "        super().__init__(base)\n",
-        "        super().__init__(base)\n        del self.bias\n        self.bias = nn.Parameter(base.bias.detach().clone())\n",
+        TRAINED_BIAS,
     )
     (tmp_path / "mine.py").write_text(source)
     assert check.main([str(tmp_path / "mine.py")]) == 1
@@ -119,13 +129,17 @@ def test_the_contract_check_fails_an_adapter_that_trains_the_bias_undeclared(tmp
 @pytest.mark.slow
 def test_a_study_fails_an_adapter_that_trains_the_bias_with_the_checks_reason(tmp_path: Path) -> None:
     path = tmp_path / "mine.py"
-    path.write_text(adapter_file().replace(
-        "        super().__init__(base)\n",
-        "        super().__init__(base)\n        del self.bias\n        self.bias = nn.Parameter(base.bias.detach().clone())\n",
-    ))
+    path.write_text(
+        adapter_file().replace(
+            "        super().__init__(base)\n",
+            TRAINED_BIAS,
+        )
+    )
     done = run("-m", "studies.adaptability", *TINY, "--methods", "scaled", "--adapter-module", str(path), "--out",
                str(tmp_path / "out"))
-    assert done.returncode == 3 and "Scaled trains the bias, which belongs to the base layer" in done.stderr, done.stderr
+    assert done.returncode == 3 and "Scaled trains the bias, which belongs to the base layer" in done.stderr, (
+        done.stderr
+    )
 
 
 # --- flags mean what they say (item 4) ----------------------------------------------------------
@@ -147,8 +161,8 @@ def test_quick_changes_defaults_only_and_says_what_it_used() -> None:
 
 
 def test_quick_spreads_its_three_learning_rates_over_a_dense_grid() -> None:
-    from studies.common import quick_grid
     from nfl.config import parse_lr_grid
+    from studies.common import quick_grid
     assert quick_grid(parse_lr_grid("1e-4:1e-1:1000")) == [1e-3, 1e-2, 1e-1]
     assert quick_grid(parse_lr_grid("1e-3:1e-2:9")) == [1e-3, 3.16e-3, 1e-2]
 
@@ -187,8 +201,12 @@ def test_a_bad_flag_is_one_line_in_the_users_words_blaming_that_flag(args, messa
 
 def failing_adapter(tmp_path: Path) -> Path:
     path = tmp_path / "boom.py"
-    path.write_text(adapter_file(name="boom").replace(
-        "        super().__init__(base)\n", "        super().__init__(base)\n        raise RuntimeError('boom in init')\n"))
+    path.write_text(
+        adapter_file(name="boom").replace(
+            "        super().__init__(base)\n",
+            "        super().__init__(base)\n        raise RuntimeError('boom in init')\n",
+        )
+    )
     return path
 
 
@@ -198,7 +216,10 @@ def test_a_method_whose_cells_all_fail_is_in_the_table_and_report_and_the_run_ex
     args = [*TINY, "--methods", "lora,boom", "--adapter-module", str(failing_adapter(tmp_path)), "--out", str(out)]
     done = run("-m", "studies.adaptability", *args)
     assert done.returncode == 3, done.stderr
-    assert "Scaled     -  FAILED [1]" in done.stdout and "[1] Scaled: 3 cells failed: RuntimeError: boom in init" in done.stdout
+    assert (
+        "Scaled     -  FAILED [1]" in done.stdout
+        and "[1] Scaled: 3 cells failed: RuntimeError: boom in init" in done.stdout
+    )
     assert "LoRA" in done.stdout
     assert done.stderr.splitlines()[-1].startswith("nfl: 3 of 6 cells failed; every cell failed for adaptability boom")
     report = run("-m", "studies.report", "--out", str(out))
@@ -213,7 +234,10 @@ def test_a_method_whose_cells_all_fail_is_in_the_table_and_report_and_the_run_ex
 def test_failed_cells_become_rows_with_their_reason_below_any_table() -> None:
     from studies.common import format_table, with_failures
     table = "a note\n" + format_table([{"method": "LoRA", "rank": "2", "loss": "0.1"}], ["method", "rank", "loss"])
-    failed = [{"method": "lora", "rank": 4, "failed": "ValueError: x"}, {"method": "lora", "rank": 4, "failed": "ValueError: x"}]
+    failed = [
+        {"method": "lora", "rank": 4, "failed": "ValueError: x"},
+        {"method": "lora", "rank": 4, "failed": "ValueError: x"},
+    ]
     lines = with_failures(table, failed).splitlines()
     assert lines[0] == "a note" and lines[-2].split() == ["LoRA", "4", "FAILED", "[1]"]
     assert lines[-1] == "[1] LoRA r=4: 2 cells failed: ValueError: x"
@@ -222,7 +246,18 @@ def test_failed_cells_become_rows_with_their_reason_below_any_table() -> None:
 
 # --- stores and signals (item 6) ----------------------------------------------------------------
 
-STUDY_NAMES = ["adaptability", "anatomy", "claims", "grad_norm", "init_time", "lr", "pareto", "rank", "span", "train_time"]
+STUDY_NAMES = [
+    "adaptability",
+    "anatomy",
+    "claims",
+    "grad_norm",
+    "init_time",
+    "lr",
+    "pareto",
+    "rank",
+    "span",
+    "train_time",
+]
 
 
 @pytest.mark.parametrize("name", STUDY_NAMES)
@@ -258,7 +293,9 @@ def test_the_excepthook_never_raises_even_when_saying_what_was_saved_fails(capsy
     hook(OSError, OSError(28, "No space left on device", "out/x.png"), None)
     hook(KeyboardInterrupt, KeyboardInterrupt(), None)
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("nfl: error: could not write out/x.png: No space left on device; what was saved is unknown")
+    assert err[0].startswith(
+        "nfl: error: could not write out/x.png: No space left on device; what was saved is unknown"
+    )
     assert err[1].startswith("nfl: interrupted; what was saved is unknown (IsADirectoryError")
     assert len(err) == 2
 
@@ -266,6 +303,7 @@ def test_the_excepthook_never_raises_even_when_saying_what_was_saved_fails(capsy
 def test_sigterm_stops_after_the_current_group_and_exits_143(tmp_path: Path, capsys, monkeypatch) -> None:
     import os
     import signal
+
     from studies import adaptability
     original = adaptability.compute_group
 
@@ -303,6 +341,7 @@ def test_a_process_sent_sigterm_mid_sweep_exits_143_with_its_cells_saved(tmp_pat
 
 def test_the_pareto_front_is_on_true_coordinates_equal_params_and_lower_loss_dominates() -> None:
     import matplotlib.pyplot as plt
+
     from figures.pareto import _draw_front
     from figures.records import Point
     point = lambda method, params, loss: Point(method, 2, params, loss, loss, loss, 1, True)  # noqa: E731
@@ -320,7 +359,9 @@ def test_report_redraws_byte_identical_figures_whatever_the_hash_seed(tmp_path: 
     import os
     out = tmp_path / "out"
     methods = "lora,pissa,milora,vera,prolora"
-    study = run("-m", "studies.pareto", *TINY, "--rounds", "1", "--methods", methods, "--ranks", "1,2", "--out", str(out))
+    study = run(
+        "-m", "studies.pareto", *TINY, "--rounds", "1", "--methods", methods, "--ranks", "1,2", "--out", str(out)
+    )
     assert study.returncode == 0, study.stderr
     digest = lambda: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.p[dn][fg]"))}  # noqa: E731
     drawn = digest()
@@ -386,6 +427,7 @@ def test_a_huge_rank_is_estimated_within_twice_its_time(tmp_path: Path) -> None:
 def test_the_csv_export_carries_numbers_in_separate_columns() -> None:
     import csv
     import io
+
     from studies.export import numeric_rows, to_csv
 
     def record(seed: int, lr: float, loss: float) -> dict:
@@ -416,7 +458,10 @@ CVD = [
 def lab(linear):
     """CIELAB (D65 white) of a linear-RGB colour."""
     import numpy as np
-    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ np.clip(linear, 0, 1)
+
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ np.clip(
+        linear, 0, 1
+    )
     t = xyz / np.array([0.95047, 1.0, 1.08883])
     f = np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16 / 116)
     return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
@@ -424,7 +469,9 @@ def lab(linear):
 
 def test_method_colours_stay_apart_under_colour_blindness() -> None:
     import itertools
+
     import numpy as np
+
     import adapters
     from figures.style import method_style
 
@@ -442,6 +489,7 @@ def test_method_colours_stay_apart_under_colour_blindness() -> None:
 
 def test_the_timing_panels_name_each_line_where_it_ends() -> None:
     import matplotlib.pyplot as plt
+
     from figures.efficiency import draw_cost_vs_params
 
     def record(method: str, rank: int, params: int, ms: float) -> dict:

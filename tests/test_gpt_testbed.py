@@ -16,7 +16,7 @@ from nfl.batched import train_batched
 from nfl.config import ExperimentConfig, GPTSettings, TrainConfig, preset
 from nfl.selection import run_summary
 from nfl.testbeds import cache, gpt
-from nfl.training import DegenerateTaskWarning, History, adapt, adaptation_batches, evaluate, pretrain, prepare, train
+from nfl.training import DegenerateTaskWarning, History, adapt, adaptation_batches, evaluate, prepare, pretrain, train
 from tests.test_batched import assert_same
 
 TINY = GPTSettings(d_model=16, n_layer=1, n_head=2, context=16, pretrain_batch=4, batch=4, eval_windows=6, eval_every=3)
@@ -155,8 +155,13 @@ def test_the_learning_forgetting_figure_places_each_method_and_the_pretrained_mo
     from figures.forgetting import learning_forgetting_figure, pretrained_point
 
     def record(method: str, seed: int, learnt: float, forgot: float) -> dict:
-        summary = {"test_loss": learnt, "forgetting_base_test_loss": forgot, "pretrained_base_test_loss": 2.1 + seed / 10,
-                   "trainable_params": 10, "diverged_at": None}
+        summary = {
+            "test_loss": learnt,
+            "forgetting_base_test_loss": forgot,
+            "pretrained_base_test_loss": 2.1 + seed / 10,
+            "trainable_params": 10,
+            "diverged_at": None,
+        }
         return {"method": method, "rank": None if method == "full" else 2, "seed": seed, "lr": 1e-3,
                 "summary": summary, "history": {"test_loss": [3.2 + seed / 10, learnt]}}
 

@@ -89,7 +89,14 @@ def test_measured_memory_on_the_cpu_is_unavailable_and_nothing_runs() -> None:
         raise AssertionError("nothing should run on the CPU")
 
     assert measured_peak_bytes(fail, "cpu") is None
-    data = Dataset(torch.randn(4, 16), torch.randn(4, 10), torch.randn(2, 16), torch.randn(2, 10), torch.randn(2, 16), torch.randn(2, 10))
+    data = Dataset(
+        torch.randn(4, 16),
+        torch.randn(4, 10),
+        torch.randn(2, 16),
+        torch.randn(2, 10),
+        torch.randn(2, 16),
+        torch.randn(2, 10),
+    )
     model = TwoLayer()
     hooks = adapters.attach(model, "lora", "layer1", rank=2)
     assert train_step_peak_bytes(model, hooks, data, 1e-3, "cpu") is None

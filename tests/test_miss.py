@@ -8,8 +8,8 @@ from torch import nn
 
 import adapters
 from adapters.base import Adapter
-from tests.conftest import TwoLayer, perturb_
 from adapters.probe import largest_tensor_in_step
+from tests.conftest import TwoLayer, perturb_
 
 # float64 throughout: a wrong index pattern is off by O(1), rounding by O(1e-15).
 EXACT = 1e-12

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import adapters
-from nfl.params import count_trainable
 from nfl.model import MLP
+from nfl.params import count_trainable
 from tests.conftest import TwoLayer, perturb_
 
 # float64: a wrong shard order or index is off by O(1), rounding by O(1e-15).
@@ -44,12 +44,18 @@ def test_registry_entry() -> None:
     # pool_rank * sum(d + k), independent of r given R_v: default pool_rank = r + 1.
     assert spec.expected_params([(12, 16), (10, 12)], 2) == 3 * (28 + 22)
     assert spec.expected_params([(64, 64)] * 2, 8) == 9 * 2 * 128
-    assert spec.expected_params([(12, 16)], 9, pool_rank=3) == spec.expected_params([(12, 16)], 2, pool_rank=3) == 3 * 28
+    assert (
+        spec.expected_params([(12, 16)], 9, pool_rank=3) == spec.expected_params([(12, 16)], 2, pool_rank=3) == 3 * 28
+    )
 
 
 @pytest.mark.parametrize("rank,pool_rank,private_rank,l", [(2, 1, 0, 2), (4, 1, 0, 4), (3, 2, 1, 2), (5, 3, 2, 1)])
-def test_rows_of_A_and_columns_of_B_are_concatenated_pool_shards(rank: int, pool_rank: int, private_rank: int, l: int) -> None:
-    adapter = adapters.build("mos", _layer(), rank=rank, pool_rank=pool_rank, private_rank=private_rank, shards_per_vector=l, seed=0)
+def test_rows_of_A_and_columns_of_B_are_concatenated_pool_shards(
+    rank: int, pool_rank: int, private_rank: int, l: int
+) -> None:
+    adapter = adapters.build(
+        "mos", _layer(), rank=rank, pool_rank=pool_rank, private_rank=private_rank, shards_per_vector=l, seed=0
+    )
     perturb_(adapter)
     pool_A, pool_B = adapter.shard_pool_A, adapter.shard_pool_B
     assert pool_A.shape == (pool_rank * l, 16 // l) and pool_B.shape == (pool_rank * l, 12 // l)
@@ -165,7 +171,10 @@ def test_layers_of_different_shapes_get_pools_of_their_own() -> None:
 @pytest.mark.parametrize(
     "hparams,message",
     [
-        ({"shards_per_vector": 5}, "MoS needs shards_per_vector to divide in_features = 16 and out_features = 12, got 5"),
+        (
+            {"shards_per_vector": 5},
+            "MoS needs shards_per_vector to divide in_features = 16 and out_features = 12, got 5",
+        ),
         ({"shards_per_vector": 3}, "shards_per_vector to divide"),
         ({"pool_rank": 0}, "pool_rank >= 1, got 0"),
         ({"pool_rank": 2, "private_rank": 3}, r"0 <= private_rank <= min\(rank, pool_rank\) = 2, got 3"),

@@ -14,16 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A LoRA copy whose regularization() returns None (the contract allows it; the batched engine once
 # added None to the loss and recorded every cell of such a plugin as failed).
-NONE_REGULARIZER = '''
+NONE_REGULARIZER = """
 import adapters
 from adapters.lora import LoRA, lora_count
 
-@adapters.register("lora_none", label="LoRA-None", hparams=adapters.ScaledHParams, default_rank=2, param_count=lora_count,
-                   color="#123456", marker="o")
+@adapters.register("lora_none", label="LoRA-None", hparams=adapters.ScaledHParams, default_rank=2,
+                   param_count=lora_count, color="#123456", marker="o")
 class LoRANone(LoRA):
     def regularization(self):
         return None
-'''
+"""
 
 # An on_step mechanism with no stacked form: the stacked engine cannot run it.
 UNSTACKABLE = '''

@@ -10,7 +10,13 @@ from nfl.pareto import pareto_front
 
 
 def test_dominated_points_are_dropped_and_the_front_is_sorted_by_cost() -> None:
-    points = [(30, 0.1, "big"), (1, 0.9, "tiny"), (10, 0.5, "mid"), (12, 0.6, "worse than mid"), (40, 0.2, "worse than big")]
+    points = [
+        (30, 0.1, "big"),
+        (1, 0.9, "tiny"),
+        (10, 0.5, "mid"),
+        (12, 0.6, "worse than mid"),
+        (40, 0.2, "worse than big"),
+    ]
     assert pareto_front(points) == [(1, 0.9, "tiny"), (10, 0.5, "mid"), (30, 0.1, "big")]
 
 
@@ -46,5 +52,7 @@ def test_agrees_with_the_definition_on_random_points_with_ties() -> None:
     for _ in range(200):
         # A coarse grid makes ties and duplicates common.
         points = [(rng.randint(0, 5), rng.randint(0, 5), i) for i in range(rng.randint(1, 12))]
-        expected = sorted((p for p in points if not any(dominated(p, q) for q in points)), key=lambda p: (p[0], p[1], p[2]))
+        expected = sorted(
+            (p for p in points if not any(dominated(p, q) for q in points)), key=lambda p: (p[0], p[1], p[2])
+        )
         assert pareto_front(points) == expected

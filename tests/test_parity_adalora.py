@@ -43,7 +43,9 @@ class WithLoss(TwoLayer):
         return Output(F.mse_loss(logits, y), logits)
 
 
-def peft_adalora(base: TwoLayer, targets: str, rank: int, init_rank: int, alpha: float | None, total_steps: int = 10, **schedule):
+def peft_adalora(
+    base: TwoLayer, targets: str, rank: int, init_rank: int, alpha: float | None, total_steps: int = 10, **schedule
+):
     """PEFT's AdaLoraModel on a copy of ``base``, with our defaults spelled out in its terms."""
     import peft
 
@@ -65,7 +67,11 @@ def triplets(ours: list, theirs_model) -> list[tuple[torch.Tensor, torch.Tensor]
     pairs = []
     for adapter, name in zip(ours, ["layer1", "layer2"] if len(ours) == 2 else ["layer1"]):
         layer = theirs_model.model.get_submodule(name)
-        pairs += [(adapter.P, layer.lora_B["default"]), (adapter.Lambda, layer.lora_E["default"]), (adapter.Q, layer.lora_A["default"])]
+        pairs += [
+            (adapter.P, layer.lora_B["default"]),
+            (adapter.Lambda, layer.lora_E["default"]),
+            (adapter.Q, layer.lora_A["default"]),
+        ]
     return pairs
 
 
@@ -74,11 +80,22 @@ def inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(9, 16, generator=g, dtype=DOUBLE), torch.randn(9, 10, generator=g, dtype=DOUBLE)
 
 
-@pytest.mark.parametrize("targets,alpha,orth_reg_weight", [("layer1", None, 0.5), ("all", None, 0.5), ("all", 7.0, 0.2)])
+@pytest.mark.parametrize(
+    "targets,alpha,orth_reg_weight", [("layer1", None, 0.5), ("all", None, 0.5), ("all", 7.0, 0.2)]
+)
 def test_forward_penalty_and_gradients_match_peft(targets: str, alpha: float | None, orth_reg_weight: float) -> None:
     base = TwoLayer(DOUBLE)
     model = copy.deepcopy(base)
-    ours = adapters.attach(model, "adalora", target_layer_names(targets), rank=2, init_rank=3, alpha=alpha, orth_reg_weight=orth_reg_weight, seed=0)
+    ours = adapters.attach(
+        model,
+        "adalora",
+        target_layer_names(targets),
+        rank=2,
+        init_rank=3,
+        alpha=alpha,
+        orth_reg_weight=orth_reg_weight,
+        seed=0,
+    )
     perturb_(model)  # Λ ≠ 0 and P, Q far from orthonormal, so every term matters
     theirs = peft_adalora(base, targets, 2, 3, alpha, orth_reg_weight=orth_reg_weight)
     pairs = triplets(ours, theirs)

@@ -23,7 +23,11 @@ def test_dora_matches_peft(rank: int, alpha: float | None) -> None:
     # At init both magnitudes are the row norms of W0 (B = 0 on both sides).
     assert (ours.magnitude - magnitude).abs().max() <= TOLERANCE
     perturb_(ours)
-    pairs = [(ours.lora_A, theirs.lora_A["default"].weight), (ours.lora_B, theirs.lora_B["default"].weight), (ours.magnitude, magnitude)]
+    pairs = [
+        (ours.lora_A, theirs.lora_A["default"].weight),
+        (ours.lora_B, theirs.lora_B["default"].weight),
+        (ours.magnitude, magnitude),
+    ]
     copy_into(pairs)
     x = torch.randn(9, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert_parity(ours, theirs, pairs, x)

@@ -39,7 +39,9 @@ def test_pissa_init_matches_peft(rank: int, alpha: float | None) -> None:
     tolerance = 1e-5
     model = TwoLayer(torch.float32)
     ours = adapters.build("pissa", model.layer1, rank=rank, alpha=alpha)
-    config = peft.LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha, init_lora_weights="pissa", target_modules=["layer1"])
+    config = peft.LoraConfig(
+        r=rank, lora_alpha=rank if alpha is None else alpha, init_lora_weights="pissa", target_modules=["layer1"]
+    )
     theirs = peft.get_peft_model(copy.deepcopy(model), config).base_model.model.layer1
     A, B = theirs.lora_A["default"].weight, theirs.lora_B["default"].weight
     # Singular vectors are defined up to sign: flip row i of A and column i of B together.

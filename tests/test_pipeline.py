@@ -39,7 +39,9 @@ def test_zero_loss_is_the_mean_square_of_the_targets() -> None:
 
 
 def test_same_seed_gives_identical_training() -> None:
-    cfg = dataclasses.replace(preset("default"), train=dataclasses.replace(preset("default").train, pretrain_epochs=30, adapt_epochs=10))
+    cfg = dataclasses.replace(
+        preset("default"), train=dataclasses.replace(preset("default").train, pretrain_epochs=30, adapt_epochs=10)
+    )
     data = make_task_data(cfg.task, cfg.model.width, seed=1)
     runs = []
     for _ in range(2):
@@ -86,7 +88,9 @@ def test_paper_preset_is_the_appendix_table() -> None:
 
 
 def test_train_unadapted_layers_trains_layer2_too() -> None:
-    cfg = dataclasses.replace(preset("paper"), train_unadapted_layers=True, train=dataclasses.replace(preset("paper").train, adapt_epochs=2))
+    cfg = dataclasses.replace(
+        preset("paper"), train_unadapted_layers=True, train=dataclasses.replace(preset("paper").train, adapt_epochs=2)
+    )
     data = make_task_data(cfg.task, cfg.model.width, 0)
     model, _ = pretrain(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, pretrain_epochs=1)), data, 0)
     result = adapt(model, "lora", cfg, data.shifted, seed=0)

@@ -47,7 +47,9 @@ def test_svd_lowrank_init_is_still_exact() -> None:
         layer = TwoLayer(dtype).layer1
         adapter = adapters.build("pissa", layer, rank=4, niter=1)
         assert adapter.residual.dtype == adapter.lora_A.dtype == dtype
-        assert (adapter.residual + adapter.scaling * adapter.lora_B @ adapter.lora_A - layer.weight).abs().max() < tolerance
+        assert (
+            adapter.residual + adapter.scaling * adapter.lora_B @ adapter.lora_A - layer.weight
+        ).abs().max() < tolerance
 
 
 def test_svd_lowrank_finds_the_principal_part() -> None:

@@ -71,7 +71,9 @@ def test_shared_chunks_repeat_rotated(rank: int, unshared_rank: int, m: int, n: 
     delta = adapter.delta_weight()
     assert (delta - adapter.scaling * B_oracle @ A_oracle).abs().max() < EXACT
     assert delta.abs().max() > 1e-3  # perturbed, so a wrong structure cannot hide behind zeros
-    assert count_trainable(adapter) == adapters.get("prolora").expected_params([(12, 16)], rank, unshared_rank=unshared_rank, m=m, n=n)
+    assert count_trainable(adapter) == adapters.get("prolora").expected_params(
+        [(12, 16)], rank, unshared_rank=unshared_rank, m=m, n=n
+    )
 
 
 def test_rotation_moves_each_chunk_by_the_base_stride() -> None:
@@ -118,7 +120,9 @@ def test_with_every_rank_unshared_it_is_lora() -> None:
 def test_with_sharing_rates_one_it_is_lora() -> None:
     adapter = _perturbed(rank=4, unshared_rank=1, m=1, n=1)
     B, A = adapter.factors()
-    assert torch.equal(A, torch.cat([adapter.A0, adapter.A_u])) and torch.equal(B, torch.cat([adapter.B0, adapter.B_u], dim=1))
+    assert torch.equal(A, torch.cat([adapter.A0, adapter.A_u])) and torch.equal(
+        B, torch.cat([adapter.B0, adapter.B_u], dim=1)
+    )
     assert count_trainable(adapter) == 4 * (12 + 16)
 
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
-
 import dataclasses
+import json
 
 import pytest
 import torch
 
 import adapters
 from nfl.config import parse_lr_grid, preset
+from nfl.model import make_mlp
 from nfl.seeds import Run, derive
+from nfl.selection import run_summary, select_lr
 from nfl.tasks import Dataset, make_task_data
 from nfl.training import adapt, pretrain
-from nfl.model import make_mlp
-from nfl.selection import run_summary, select_lr
 
 RANDOM_METHODS = ["lora", "vera", "dora", "prolora", "adalora", "mos", "miss", "miss_e"]
 

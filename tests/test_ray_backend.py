@@ -59,7 +59,9 @@ def test_cuda_groups_ask_for_one_gpu_each() -> None:
     assert (_gpus(cells(2, "cuda")), _gpus(cells(2, "cuda:1")), _gpus(cells(2))) == (1, 1, 0)
 
 
-def test_a_task_that_raises_is_yielded_as_its_error_and_retried_once_by_the_driver(address: str, tmp_path: Path) -> None:
+def test_a_task_that_raises_is_yielded_as_its_error_and_retried_once_by_the_driver(
+    address: str, tmp_path: Path
+) -> None:
     attempts = tmp_path / "attempts"
 
     def compute(group: list[Cell]) -> list[dict]:
@@ -123,7 +125,19 @@ def test_pretrained_models_are_computed_once_per_seed_on_the_driver(address: str
     calls = []
     real = studies.common.pretrain
     monkeypatch.setattr(studies.common, "pretrain", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
-    argv = [*SMALL, "--seeds", "2", "--adapt-lr", "1e-2", "--methods", "lora,vera", "--backend", "ray", "--out", str(tmp_path)]
+    argv = [
+        *SMALL,
+        "--seeds",
+        "2",
+        "--adapt-lr",
+        "1e-2",
+        "--methods",
+        "lora,vera",
+        "--backend",
+        "ray",
+        "--out",
+        str(tmp_path),
+    ]
     setup = StudySetup(study_parser("adaptability", "x"), argv)
     groups = setup.groups("adaptability")
     records = setup.run_groups("adaptability", lambda cells: adaptability.compute_group(setup, cells), groups)
@@ -131,7 +145,18 @@ def test_pretrained_models_are_computed_once_per_seed_on_the_driver(address: str
 
 
 def test_a_failing_task_is_recorded_as_failed_and_the_sweep_goes_on(address: str, tmp_path: Path) -> None:
-    argv = [*SMALL, "--quick", "--adapt-lr", "1e-2", "--methods", "lora,vera,dora", "--backend", "ray", "--out", str(tmp_path)]
+    argv = [
+        *SMALL,
+        "--quick",
+        "--adapt-lr",
+        "1e-2",
+        "--methods",
+        "lora,vera,dora",
+        "--backend",
+        "ray",
+        "--out",
+        str(tmp_path),
+    ]
     setup = StudySetup(study_parser("adaptability", "x"), argv)
 
     def compute(cells: list[Cell]) -> list[dict]:

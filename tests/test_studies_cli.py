@@ -11,7 +11,19 @@ from studies import grad_norm, init_time, pareto, train_time
 
 pytestmark = pytest.mark.slow  # whole studies / reference parity: the full suite only
 
-TINY = ["--pretrain-epochs", "10", "--adapt-epochs", "3", "--seeds", "1", "--quick", "--width", "8", "--targets", "layer1"]
+TINY = [
+    "--pretrain-epochs",
+    "10",
+    "--adapt-epochs",
+    "3",
+    "--seeds",
+    "1",
+    "--quick",
+    "--width",
+    "8",
+    "--targets",
+    "layer1",
+]
 
 
 def read(path: Path) -> list[dict]:
@@ -27,16 +39,26 @@ def assert_figure(stem: Path) -> None:
 def test_grad_norm_sweeps_ranks(tmp_path: Path) -> None:
     grad_norm.main([*TINY, "--methods", "full,lora,miss_e", "--ranks", "1,2", "--out", str(tmp_path)])
     records = read(tmp_path / "grad_norm.jsonl")
-    assert [(r["method"], r["rank"]) for r in records] == [("full", None), ("lora", 1), ("lora", 2), ("miss_e", 1), ("miss_e", 2)]
+    assert [(r["method"], r["rank"]) for r in records] == [
+        ("full", None),
+        ("lora", 1),
+        ("lora", 2),
+        ("miss_e", 1),
+        ("miss_e", 2),
+    ]
     assert all(r["summary"]["initial_grad_norm"] > 0 for r in records)
     assert_figure(tmp_path / "grad_norm")
 
 
-def test_init_time_leaves_out_full_fine_tuning_and_times_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_init_time_leaves_out_full_fine_tuning_and_times_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     init_time.main([*TINY, "--methods", "full,pissa", "--ranks", "1,2,16", "--rounds", "2", "--out", str(tmp_path)])
     stored = read(tmp_path / "init_time.jsonl")
     rounds = [r for r in stored if "block" in r]  # one record per cell and round, beside one per cell
-    assert sorted((r["method"], r["rank"], r["round"]) for r in rounds) == [("pissa", q, k) for q in (1, 2) for k in (0, 1)]
+    assert sorted((r["method"], r["rank"], r["round"]) for r in rounds) == [
+        ("pissa", q, k) for q in (1, 2) for k in (0, 1)
+    ]
     assert all(r["block"]["seconds"] > 0 and r["block"]["clock"] == "thread_cpu" for r in rounds)
     records = sorted((r for r in stored if "summary" in r), key=lambda r: r["rank"])
     assert [r["summary"]["trainable_params"] for r in records] == [16, 32]

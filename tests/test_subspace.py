@@ -53,7 +53,9 @@ def test_singular_bases_pick_the_ends_of_the_spectrum() -> None:
     U, V = orthonormal(6, 6, 5), orthonormal(5, 5, 6)
     M = U[:, :5] @ torch.diag(torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0], dtype=torch.float64)) @ V.T
     top_U, top_V = top_singular_vectors(M, 2)
-    assert subspace_similarity(top_U, U[:, :2]) == pytest.approx(1.0) and subspace_similarity(top_V, V[:, :2]) == pytest.approx(1.0)
+    assert subspace_similarity(top_U, U[:, :2]) == pytest.approx(1.0) and subspace_similarity(
+        top_V, V[:, :2]
+    ) == pytest.approx(1.0)
     # The minor left directions of a 6 x 5 matrix include its left null space.
     assert subspace_similarity(bottom_left_singular_vectors(M, 2), U[:, 4:]) == pytest.approx(1.0)
 
@@ -76,7 +78,15 @@ def test_amplification_on_a_hand_made_pair() -> None:
 
 @pytest.mark.parametrize(
     ("method", "rank", "bound"),
-    [("lora", 2, 2), ("pissa", 2, 4), ("milora", 3, 6), ("dora", 1, 12), ("miss", 3, 3), ("miss_e", 5, 5), ("vera", 4, 4)],
+    [
+        ("lora", 2, 2),
+        ("pissa", 2, 4),
+        ("milora", 3, 6),
+        ("dora", 1, 12),
+        ("miss", 3, 3),
+        ("miss_e", 5, 5),
+        ("vera", 4, 4),
+    ],
 )
 def test_rank_bound_is_the_rank_of_the_parameterisation(method: str, rank: int, bound: int) -> None:
     """PiSSA's and MiLoRA's ΔW = s(BA - B0A0) reach 2r; DoRA's row rescaling reaches min(d, k) = 12."""

@@ -98,7 +98,9 @@ def test_a_failing_group_is_retried_once_then_recorded_as_failed_and_resumed(tmp
 def test_a_compute_that_returns_the_wrong_number_of_records_fails_its_group(tmp_path: Path) -> None:
     store = ResultStore(tmp_path / "demo.jsonl")
     assert run_groups([cells(2)], lambda group: [{"summary": {}}], store) == []
-    assert [r["failed"] for r in store.records()] == ["TypeError: compute returned list for 2 cells, not one dict per cell"] * 2
+    assert [r["failed"] for r in store.records()] == [
+        "TypeError: compute returned list for 2 cells, not one dict per cell"
+    ] * 2
 
 
 def test_a_record_measured_otherwise_is_not_reused_and_said_so(tmp_path: Path, capsys) -> None:
@@ -109,7 +111,10 @@ def test_a_record_measured_otherwise_is_not_reused_and_said_so(tmp_path: Path, c
     computed = []
     records = run_cells(full, lambda c: computed.append(c) or {"summary": {"value": 2}}, store, resume=True)
     assert computed == full and [r["summary"]["value"] for r in records] == [2]
-    assert "1 record(s) made with other settings (config, measurement, device) are kept but not reused" in capsys.readouterr().err
+    assert (
+        "1 record(s) made with other settings (config, measurement, device) are kept but not reused"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_new_run_without_resume_keeps_the_old_results(tmp_path: Path) -> None:
@@ -120,7 +125,9 @@ def test_a_new_run_without_resume_keeps_the_old_results(tmp_path: Path) -> None:
     assert len(backups) == 1 and len(backups[0].read_text().splitlines()) == 1
 
 
-def test_cli_interrupt_prints_how_to_resume_and_resume_gives_the_same_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_cli_interrupt_prints_how_to_resume_and_resume_gives_the_same_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     argv = [*TINY, "--methods", "full,lora,miss_e", "--seeds", "1", "--adapt-lr", "1e-2"]
     adaptability.main([*argv, "--out", str(tmp_path / "whole")])
     compute = adaptability.compute_group
@@ -140,7 +147,10 @@ def test_cli_interrupt_prints_how_to_resume_and_resume_gives_the_same_records(tm
     adaptability.main([*argv, "--out", str(tmp_path / "cut"), "--resume"])
 
     def quality(directory: str) -> list:
-        return [(r["method"], r["history"], r["summary"]) for r in map(json.loads, (tmp_path / directory / "adaptability.jsonl").read_text().splitlines())]
+        return [
+            (r["method"], r["history"], r["summary"])
+            for r in map(json.loads, (tmp_path / directory / "adaptability.jsonl").read_text().splitlines())
+        ]
 
     assert quality("cut") == quality("whole")  # same seed, same numbers, however the run was cut
 
@@ -157,7 +167,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("args,message", BAD_INPUTS)
-def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_:
         init_time.main([*TINY, *args, "--out", str(out)])
@@ -189,7 +201,9 @@ def test_a_rank_one_method_cannot_take_is_skipped_in_a_sweep(tmp_path: Path, cap
 
 
 def test_divergence_is_recorded_and_left_out_of_the_figure(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    adaptability.main([*TINY, "--seeds", "1", "--methods", "lora", "--adapt-lr", "1e30", "--out", str(tmp_path / "bad")])
+    adaptability.main(
+        [*TINY, "--seeds", "1", "--methods", "lora", "--adapt-lr", "1e30", "--out", str(tmp_path / "bad")]
+    )
     adaptability.main([*TINY, "--seeds", "1", "--methods", "miss_e", "--out", str(tmp_path / "good")])
     assert "every lr diverged on some seed" in capsys.readouterr().out
     records = [json.loads((tmp_path / d / "adaptability.jsonl").read_text().splitlines()[0]) for d in ("bad", "good")]

@@ -12,20 +12,27 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
 
 import adapters
+from nfl.config import config_digest
 from nfl.measure.blocks import BlockTimer
 from nfl.measure.clocks import clock_for
 from nfl.measure.devices import accelerator_for, cpu_name
-from nfl.config import config_digest
 from nfl.measure.prepared import prepared_init, prepared_train_step
 from nfl.measure.rounds import (
-    StopRule, aggregate_stored, format_ms, noisy_line, round_cell, round_order, run_rounds, summarise,
+    StopRule,
+    aggregate_stored,
+    format_ms,
+    noisy_line,
+    round_cell,
+    round_order,
+    run_rounds,
+    summarise,
 )
 from nfl.measure.runner import checks, quick_plan
 from nfl.results import ResultStore, is_context
@@ -83,7 +90,14 @@ def test_prepared_init_builds_and_leaves_the_layer_untouched() -> None:
 
 def tiny_data() -> Dataset:
     g = torch.Generator().manual_seed(0)
-    return Dataset(torch.randn(8, 16, generator=g), torch.randn(8, 10, generator=g), torch.randn(4, 16, generator=g), torch.randn(4, 10, generator=g), torch.randn(4, 16, generator=g), torch.randn(4, 10, generator=g))
+    return Dataset(
+        torch.randn(8, 16, generator=g),
+        torch.randn(8, 10, generator=g),
+        torch.randn(4, 16, generator=g),
+        torch.randn(4, 10, generator=g),
+        torch.randn(4, 16, generator=g),
+        torch.randn(4, 10, generator=g),
+    )
 
 
 def test_train_step_is_warmed_up_and_calls_on_step_mid_schedule(monkeypatch: pytest.MonkeyPatch) -> None:

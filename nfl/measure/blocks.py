@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from nfl.measure.clocks import clock_for, paused_gc, torch_threads
 from nfl.measure.devices import DeviceLike, accelerator_for

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Union
+from typing import Any, Protocol
 
 import torch
 
@@ -44,7 +45,7 @@ class Accelerator(Clock, Protocol):
     def peak_memory_bytes(self) -> int: ...
 
 
-DeviceLike = Union[str, torch.device, Accelerator]
+DeviceLike = str | torch.device | Accelerator
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ every device (the measured peak, where the device's allocator keeps statistics, 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torch import nn

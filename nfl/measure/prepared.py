@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import copy
 import statistics
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+from adapters import registration_order
 from nfl.cli import duration
 from nfl.measure.clocks import CLOCK_LABELS
-from nfl.measure.policy import CONFIRMATIONS, CONFIRM_TOLERANCE, MIN_ROUNDS, MISS_CHANCE, PEER_COST
-from adapters import registration_order
+from nfl.measure.policy import CONFIRM_TOLERANCE, CONFIRMATIONS, MIN_ROUNDS, MISS_CHANCE, PEER_COST
 from nfl.results import CONTEXT, ResultStore, context_record, record_key
 from nfl.sweep import Cell, run_cells
 

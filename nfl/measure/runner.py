@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -18,7 +19,14 @@ from nfl.measure.blocks import BlockTimer
 from nfl.measure.clocks import CLOCK_LABELS, clock_for
 from nfl.measure.devices import device_name
 from nfl.measure.policy import (
-    BLOCK_S, LOADED, MAX_ROUNDS, MIN_ROUNDS, QUICK_MAX_ROUNDS, QUICK_WARMUP, REPEATS, WARMUP,
+    BLOCK_S,
+    LOADED,
+    MAX_ROUNDS,
+    MIN_ROUNDS,
+    QUICK_MAX_ROUNDS,
+    QUICK_WARMUP,
+    REPEATS,
+    WARMUP,
 )
 from nfl.measure.rounds import NOISE_RULE, StopRule, clock_label, run_rounds
 from nfl.results import ResultStore, environment
