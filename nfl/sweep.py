@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -198,10 +198,12 @@ def run_groups(
     count = sum(map(len, todo))
     unused = sum(1 for r in records if "failed" not in r and record_key(r) not in wanted)
     total_s = None if seconds_per_cell is None else seconds_per_cell * count
-    estimate = _announce(desc, store, len(cells), count, unused, total_s) if announce else ""
-    saved, failed = len(cells) - count, 0
-    label = f"{desc} {estimate}".strip()
-    with _stop_requests() as stop, tqdm(total=count, desc=label, unit="cell", file=sys.stderr, leave=False) as bar:
+    with ExitStack() as stack:
+        stop = stack.enter_context(_stop_requests())  # first: a signal once the sweep is announced stops it cleanly
+        estimate = _announce(desc, store, len(cells), count, unused, total_s) if announce else ""
+        saved, failed = len(cells) - count, 0
+        label = f"{desc} {estimate}".strip()
+        bar = stack.enter_context(tqdm(total=count, desc=label, unit="cell", file=sys.stderr, leave=False))
         outcomes = _outcomes(backend or LocalBackend(), compute, [list(g) for g in todo], desc)
         try:
             for group, result in outcomes:
