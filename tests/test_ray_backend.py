@@ -93,7 +93,7 @@ def test_closing_the_sweep_cancels_the_outstanding_tasks(address: str, tmp_path:
     results.close()  # what the driver does when it stops on Ctrl-C
     # A task that had started has its worker killed; one still queued never starts. (Ray's count of
     # free CPUs is no test of this: on a loaded machine it lags the kill by up to two minutes.)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # a forced cancel can take tens of seconds on a loaded machine
     while any(alive(int(f.read_text())) for f in tmp_path.glob("started-*")) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not any(alive(int(f.read_text())) for f in tmp_path.glob("started-*"))
