@@ -37,7 +37,7 @@ from nfl.selection import at_tuned_lr, extension, grid_lattice, groups, lr_score
 from nfl.span import random_baseline
 from nfl.stats import CONFIDENCE, kendall_tau_interval
 from studies import adaptability, init_time, span, train_time
-from studies.common import StudySetup, study_parser
+from studies.common import StudySetup, study_parser, with_failures
 from studies.outputs import Outputs, show
 
 FIXED_LR = 1e-3  # the paper's adaptation learning rate
@@ -592,9 +592,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                 where_the_update_lies(sub) if setting.rank is None and setting.steps == steps else "")
         columns.append(Column(setting, grid, timing_by[key], added, len(sub.seeds), note))
     tables, paths = outputs(columns, setup.command(), setup.out)
+    # The columns judge what ran: a method whose cells failed is named with its reason, as in every study.
+    setup.failed = [r for _, sub in subs for r in sub.failed]
+    setup.cells_run = [cell for _, sub in subs for cell in sub.cells_run]
+    if setup.failed:
+        tables["claims"] += f"\n\n## Failed cells (not judged)\n\n```\n{with_failures('', setup.failed)}\n```\n"
     path = Path(setup.out) / "claims.md"
     path.write_text(tables["claims"])
     show((tables, paths), [path, *(setup.out / s.directory() / "adaptability.jsonl" for s, _ in subs)])
+    setup.finish()
 
 
 if __name__ == "__main__":

@@ -495,6 +495,7 @@ def with_failures(table: str, failed: Sequence[dict[str, Any]]) -> str:
     first column after method and rank, and below it one line per failure with its reason."""
     if not failed:
         return table
+    table, blank, tail = table.partition("\n\n")  # lines after the table (checks, notes) stay after it
     notes, columns, rows = parse_table(table) if table.strip() else ([], ["method", "rank", "result"], [])
     by_group: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for record in failed:
@@ -508,7 +509,7 @@ def with_failures(table: str, failed: Sequence[dict[str, Any]]) -> str:
         lines.append(f"[{number}] {_label(method)}{'' if rank is None else f' r={rank}'}: {cells} failed: "
                      f"{records[-1]['failed']}")
     body = format_table([dict(zip(columns, row)) for row in rows] + extra, columns)
-    return "\n".join([*notes, body, *lines])
+    return "\n".join([*notes, body, *lines]) + blank + tail
 
 
 def parse_table(text: str) -> tuple[list[str], list[str], list[list[str]]]:

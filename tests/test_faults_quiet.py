@@ -501,3 +501,24 @@ def test_the_timing_panels_name_each_line_where_it_ends() -> None:
                         "Initialisation time", "model")
     assert sorted(text.get_text() for text in ax.texts) == ["LoRA", "MiLoRA"]
     plt.close(fig)
+
+
+@pytest.mark.slow
+def test_a_timing_study_lists_a_method_that_cannot_be_built_and_exits_3(tmp_path: Path) -> None:
+    # Its rounds were recorded as failed; the aggregation once raised KeyError('block') on them.
+    done = run("-m", "studies.init_time", *TINY, "--methods", "lora,boom", "--ranks", "2", "--rounds", "2",
+               "--adapter-module", str(failing_adapter(tmp_path)), "--out", str(tmp_path / "out"))
+    assert done.returncode == 3 and "Traceback" not in done.stderr
+    assert "FAILED [1]" in done.stdout and "[1] Scaled: 1 cell failed: RuntimeError: boom in init" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_claims_study_names_a_failed_method_in_claims_md_and_exits_3(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    plugin = str(failing_adapter(tmp_path))
+    done = run("-m", "studies.claims", *TINY, "--methods", "lora,boom", "--adapter-module", plugin, "--widths", "8",
+               "--shifts", "out_of_span", "--robust-widths", "", "--long-budget", "0", "--common-rank", "0",
+               "--out", str(out))
+    assert done.returncode == 3 and "Traceback" not in done.stderr
+    claims = (out / "claims.md").read_text()
+    assert "## Failed cells (not judged)" in claims and "RuntimeError: boom in init" in claims

@@ -205,9 +205,10 @@ def _announce(desc: str, rule: StopRule, cells: int, done: int, unused: int, sec
 
 
 def _blocks(cell: Cell, found: dict[tuple, dict[str, Any]], max_rounds: int) -> dict[int, dict[str, Any]]:
-    """Round index -> block of ``cell``'s rounds in ``found`` (records by key), below ``max_rounds``."""
+    """Round index -> block of ``cell``'s rounds in ``found`` (records by key), below ``max_rounds``; a
+    round recorded as failed (its method could not be built or run) has no block and is left out."""
     keys = ((r, round_cell(cell, r).key()) for r in range(max_rounds))
-    return {r: found[k]["block"] for r, k in keys if k in found}
+    return {r: found[k]["block"] for r, k in keys if k in found and "block" in found[k]}
 
 
 def aggregate(cells: Sequence[Cell], records: Sequence[dict[str, Any]], rule: StopRule) -> list[dict[str, Any]]:

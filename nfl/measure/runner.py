@@ -29,7 +29,7 @@ from nfl.measure.policy import (
     WARMUP,
 )
 from nfl.measure.rounds import NOISE_RULE, StopRule, clock_label, run_rounds
-from nfl.results import ResultStore, environment
+from nfl.results import CELL_FIELDS, ResultStore, environment
 from nfl.sweep import Cell, SweepInterrupted
 
 
@@ -42,6 +42,8 @@ class TimedStudy(Protocol):
     out: Path
     quick: bool
     seeds: list[int]
+    failed: list[dict[str, Any]]  # failed records of this run, for the study's tables and exit status
+    cells_run: list[Cell]
 
     def cells(self, study: str, seeds: Sequence[int] | None = None, plan: dict | None = None) -> list[Cell]: ...
 
@@ -141,7 +143,19 @@ def run_timed(
         raise SystemExit(stop.exit_status) from None
     for record in records:
         record["timing"].update(num_threads=settings.threads, device_name=settings.device_name)
+    _note_failures(setup, cells, records, store)
     return records
+
+
+def _note_failures(setup: TimedStudy, cells: list[Cell], records: list[dict[str, Any]], store: ResultStore) -> None:
+    """A cell none of whose rounds was measured (its method failed to build or run) goes to the study's
+    failed records, its latest failure for each, so that its tables list it and the run exits as others do."""
+    timed = {(r["method"], r["rank"]) for r in records}
+    latest = {(r["method"], r["rank"]): r for r in store.records()
+              if "failed" in r and r.get("study") == cells[0].study and (r["method"], r["rank"]) not in timed}
+    setup.failed += list(latest.values())
+    setup.cells_run += [c for c in cells if (c.method, c.rank) in timed]
+    setup.cells_run += [Cell(**{name: r.get(name) for name in CELL_FIELDS}) for r in latest.values()]
 
 
 def add_rounds_argument(parser: argparse.ArgumentParser) -> None:
