@@ -289,8 +289,8 @@ def clock_label(records: Sequence[dict[str, Any]]) -> str:
 def noisy_line(records: Sequence[dict[str, Any]], threads: int) -> str:
     """One line naming the noisy cells (ranks grouped by method) and what helps, or saying that
     none is."""
-    noisy: dict[str, list[str]] = {}  # methods and ranks in order, as the records may come in any
-    for r in sorted(records, key=lambda r: (r["method"], -1 if r["rank"] is None else r["rank"])):
+    noisy: dict[str, list[str]] = {}  # in the records' order: aggregate's, registration order and rank
+    for r in records:
         if r["timing"]["noisy"]:
             noisy.setdefault(r["method"], []).append("-" if r["rank"] is None else str(r["rank"]))
     rule = NOISE_RULE
