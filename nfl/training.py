@@ -95,6 +95,11 @@ class History:
         return min(self.val_loss)
 
     @property
+    def selected_step(self) -> int:
+        """The step validation selects: the lowest validation loss, the earliest on a tie."""
+        return self.eval_every * min(range(len(self.val_loss)), key=self.val_loss.__getitem__)
+
+    @property
     def final_val_loss(self) -> float:
         return self.val_loss[-1]
 
