@@ -19,7 +19,8 @@ from typing import Any, NoReturn, TypeVar
 
 import torch
 
-from nfl.config import SEED_MAX, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig
+import adapters
+from nfl.config import SEED_MAX, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig, method_hparams
 
 T = TypeVar("T")
 RANK_MAX = 2**31 - 1  # the largest tensor dimension every torch kernel takes
@@ -207,3 +208,12 @@ def methods(flag: str, text: str | None, known: Sequence[str], check: Callable[[
         except ValueError as error:
             raise ValueError(f"{flag}: {error}") from None
     return names
+
+
+def hparams(flag: str, config: ExperimentConfig) -> None:
+    """Check that every method ``--hparams`` names is registered and takes the values it is given."""
+    for method, values in method_hparams(config.hparams).items():
+        try:
+            adapters.get(method).make_hparams(**values)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{flag}: {method}: {error}") from None

@@ -8,6 +8,7 @@ whatever the chosen preset says.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import hashlib
 import json
@@ -49,7 +50,30 @@ def config_digest(data: dict[str, Any]) -> str:
     train = {k: v for k, v in data.get("train", {}).items() if k not in ("lr_grid", "adapt_lr")}
     if data.get("testbed", "mlp") == "mlp":  # the MLP's hashes as before the testbeds: its stores stay valid
         data = {k: v for k, v in data.items() if k not in ("testbed", "gpt")}
+    if not data.get("hparams"):  # and every store's hash as before --hparams, when it sets none
+        data = {k: v for k, v in data.items() if k != "hparams"}
     return hashlib.sha256(json.dumps({**data, "train": train}, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def method_hparams(spec: str) -> dict[str, dict[str, Any]]:
+    """``METHOD.NAME=VALUE[,...]`` -> {method: {name: value}}; a value is read as a Python literal
+    (2, 0.5, True) or else kept as text. Whether the method has that hyper-parameter is checked
+    where methods are known (studies.common)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        name, equals, text = item.partition("=")
+        method, dot, hparam = name.strip().partition(".")
+        _require(bool(equals and dot and method and hparam and text.strip()),
+                 f"hparams takes METHOD.NAME=VALUE[,...], got {item!r}")
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = text.strip()
+        _require(hparam not in out.get(method, {}), f"hparams sets {method}.{hparam} twice")
+        out.setdefault(method, {})[hparam] = value
+    return out
 
 
 def _field(default: Any, help: str, **kwargs: Any) -> Any:
@@ -265,6 +289,12 @@ class ExperimentConfig:
         "also train the Linear layers no adapter wraps (the paper's code did this; off keeps "
         "each adapter alone)",
     )
+    hparams: str = _field(
+        "", "adapter hyper-parameters other than the defaults, METHOD.NAME=VALUE[,...] (e.g. lora.alpha=2: "
+        "LoRA's scale alpha / r with alpha fixed instead of alpha = r); an unknown name is refused with the "
+        "list the method takes",
+        metavar="SPEC",
+    )
 
     def __post_init__(self) -> None:
         _require_seed("seed", self.seed)
@@ -273,11 +303,16 @@ class ExperimentConfig:
         choices = TESTBED_TARGETS[self.testbed]
         _require(self.targets in choices,
                  f"targets must be one of {', '.join(choices)} on testbed {self.testbed}, got {self.targets!r}")
+        method_hparams(self.hparams)  # a malformed spec fails here, before any work
         if self.testbed == "gpt":
             every = self.gpt.eval_every
             for name in ("pretrain_epochs", "adapt_epochs"):
                 steps = getattr(self.train, name)
                 _require(steps % every == 0, f"eval_every must divide {name} = {steps}, got {every}")
+
+    def hparams_of(self, method: str) -> dict[str, Any]:
+        """The hyper-parameters ``--hparams`` sets for ``method`` (none: its defaults)."""
+        return method_hparams(self.hparams).get(method, {})
 
     @property
     def width(self) -> int:

@@ -241,8 +241,10 @@ class Adapted:
 def prepare(
     pretrained: nn.Module, method: str, cfg: ExperimentConfig, rank: int | None, seed: int, **hparams
 ) -> tuple[nn.Module, list[Adapter]]:
-    """A copy of ``pretrained`` with ``method`` attached from run ``seed``'s stream for this method;
-    the pretrained model is left as it was."""
+    """A copy of ``pretrained`` with ``method`` attached from run ``seed``'s stream for this method,
+    with the hyper-parameters the config's ``--hparams`` sets (``hparams`` over them); the pretrained
+    model is left as it was."""
+    hparams = {**cfg.hparams_of(method), **hparams}
     model = copy.deepcopy(pretrained)
     targets = testbeds.get(cfg.testbed).target_modules(cfg)
     attached = registry.attach(model, method, targets, rank=rank, seed=seeds.derive(seed, "adapter", method), **hparams)

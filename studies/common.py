@@ -145,6 +145,7 @@ class StudySetup:
                 except ValueError as error:
                     raise ValueError(f"--adapter-module: {error}") from None
             self.methods = cli.methods("--methods", args.methods, adapters.names(), adapters.get)
+            cli.hparams("--hparams", self.config)
             self.ranks = cli.ranks("--ranks", args.ranks) or (list(default_ranks) if default_ranks else None)
             self.device = resolve_device(args.device)
             if not args.out.strip():

@@ -25,8 +25,10 @@ def prepare(setup: StudySetup, cell: Cell) -> tuple[Callable[[], Any], dict]:
     _, pretrained, _ = setup.pretrained(cell.seed)
     names = adapters.trained_layer_names(pretrained, cell.method, setup.testbed.target_modules(setup.config))
     layers = [pretrained.get_submodule(n) for n in names]
-    params = adapters.get(cell.method).expected_params([(m.out_features, m.in_features) for m in layers], cell.rank)
-    fn = prepared_init(cell.method, layers, cell.rank, setup.device, seed=cell.seed)
+    hparams = setup.config.hparams_of(cell.method)
+    shapes = [(m.out_features, m.in_features) for m in layers]
+    params = adapters.get(cell.method).expected_params(shapes, cell.rank, **hparams)
+    fn = prepared_init(cell.method, layers, cell.rank, setup.device, seed=cell.seed, **hparams)
     return fn, {"summary": {"trainable_params": params}}
 
 

@@ -89,7 +89,7 @@ def step_seconds(
     testbed = testbeds.get(cfg.testbed)
     model = testbed.make_model(cfg, 0).to(device)
     if method is not None:
-        registry.attach(model, method, testbed.target_modules(cfg), rank=rank, seed=0)
+        registry.attach(model, method, testbed.target_modules(cfg), rank=rank, seed=0, **cfg.hparams_of(method))
     x, y = (t.to(device) for t in testbed.example_batch(cfg))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
 
