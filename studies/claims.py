@@ -50,6 +50,10 @@ COMMON_RANK = 8
 # 13% at 500, none at 1000: 300 is the shortest budget at which most runs have stopped improving.
 LONG_BUDGET = 300
 CLAIM10_RESAMPLES = 1000
+# Claim 14's sweep: LoRA at ranks 1-64 with alpha fixed at 8, the ranks' geometric middle, so the scale
+# alpha / r runs from 8 to 1/8 around the 1 of nfl's LoRA (alpha = r); run in the main columns only.
+RANK_SWEEP = (1, 4, 16, 64)
+RANK_SWEEP_ALPHA = 8
 Records = list[dict[str, Any]]
 
 
@@ -90,13 +94,14 @@ class Column:
     extended: dict[tuple[str, int | None], list[float]] = field(default_factory=dict)
     seeds: int = 0
     note: str = ""  # what makes the shift family what it is (studies.span)
+    rank_sweep: Records = field(default_factory=list)  # LoRA at RANK_SWEEP with alpha fixed (claim 14)
 
 
 # --- measuring a claim from records -------------------------------------------------------------
 
 QUALITY_KEYS = {"test_loss": "test_loss", "forgetting": "forgetting_base_test_loss",
                 "initial_grad_norm": "initial_grad_norm", "early_loss": "early_test_loss", "sharpness": "sharpness"}
-TUNED_ONLY = ("lr_sharpness", "tuned_lr")  # metrics of tuned lrs: the fixed-lr protocol has none
+TUNED_ONLY = ("lr_sharpness", "tuned_lr", "rank_lr")  # metrics of tuned lrs: the fixed-lr protocol has none
 TIMING_STUDIES = {"init_time": "init_time", "step_time": "train_time"}
 
 
@@ -168,6 +173,27 @@ def lr_ratio(grid_records: Records, part: Part, resamples: int = CLAIM10_RESAMPL
     return Effect(float(estimate), float(low), float(high), len(seeds), "seed bootstrap")
 
 
+def rank_lr_change(sweep: Records, method: str, resamples: int = CLAIM10_RESAMPLES, seed: int = 0) -> Effect | None:
+    """log10 of how much ``method``'s interpolated tuned lr changes from the sweep's lowest rank to its
+    highest, by the least-squares line of log lr against log rank through every rank's optimum; with a
+    percentile interval from resampling seeds, every rank re-tuned on the same resample."""
+    mine = {rank: records for (m, rank), records in groups(sweep).items() if m == method}
+    if len(mine) < 2:
+        return None
+    seeds = sorted(set.intersection(*({r["seed"] for r in records} for records in mine.values())))
+    if len(seeds) < 2:
+        return None
+    x = np.log10(sorted(mine))
+    x = (x - x.mean()) / np.sum((x - x.mean()) ** 2)  # the least-squares slope is this dotted with log lr
+    span = np.log10(max(mine) / min(mine))
+    (estimate,), changes = (
+        span * (x @ np.log10([resampled_lrs(mine[rank], idx, seeds) for rank in sorted(mine)]))
+        for idx in seed_draws(len(seeds), resamples, seed)
+    )
+    low, high = np.nanquantile(changes, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return Effect(float(estimate), float(low), float(high), len(seeds), "seed bootstrap")
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rho over the finite pairs, 0 where a resample is constant: rho is undefined
     there, and 0, no tracking, is the reading that favours no claim."""
@@ -182,7 +208,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def timing_effect(records: Records, part: Part) -> Effect | None:
     """log10 ratio of the timing costs (geometric mean over a side's methods), each at its rank."""
-    costs = {r["method"]: (r["timing"]["fastest_s"], r["timing"]["median_s"]) for r in records}
+    costs = {r["method"]: (r["timing"]["fastest_s"], r["timing"]["confirming_s"]) for r in records}
     if not all(m in costs for m in part.treatment + part.control):
         return None
 
@@ -200,18 +226,20 @@ class Measured:
     pair: tuple[str, str] | None = None
 
 
-def measure(part: Part, quality_records: Records, grid_records: Records | None, timing: dict[str, Records]) -> Measured:
+def measure(part: Part, quality_records: Records, grid_records: Records | None, timing: dict[str, Records],
+            rank_sweep: Records | None = None) -> Measured:
     """The effect a part of a claim predicts positive (before orientation), measured from the ratio
     the part claims (``Part.target``); no effect without records, or for a tuned-lr metric without a
-    grid (the fixed-lr protocol tunes nothing)."""
-    measured = _measure(part, quality_records, grid_records, timing)
+    grid (the fixed-lr protocol tunes nothing) or, for rank_lr, without a rank sweep."""
+    measured = _measure(part, quality_records, grid_records, timing, rank_sweep)
     if measured.effect is None or part.target == 1.0:
         return measured
     return Measured(measured.effect.minus(math.log10(part.target)), measured.pair)
 
 
 def _measure(
-    part: Part, quality_records: Records, grid_records: Records | None, timing: dict[str, Records]
+    part: Part, quality_records: Records, grid_records: Records | None, timing: dict[str, Records],
+    rank_sweep: Records | None,
 ) -> Measured:
     if part.metric in QUALITY_KEYS:
         a, b = (per_seed(quality_records, side, QUALITY_KEYS[part.metric]) for side in (part.treatment, part.control))
@@ -225,11 +253,13 @@ def _measure(
         return Measured(*found) if found else Measured(None)
     if part.metric == "lr_sharpness":
         return Measured(lr_sharpness(grid_records) if grid_records else None)
+    if part.metric == "rank_lr":
+        return Measured(rank_lr_change(rank_sweep, part.treatment[0]) if grid_records and rank_sweep else None)
     raise ValueError(f"claim part with unknown metric {part.metric!r}")
 
 
 INTERVAL_TAGS = {  # how claims.md names the interval a part's verdict used
-    "paired t": "t", "paired t; sign-flip agrees": "t+sf", "fastest to median": "range", "seed bootstrap": "boot",
+    "paired t": "t", "paired t; sign-flip agrees": "t+sf", "fastest to confirming": "band", "seed bootstrap": "boot",
 }
 
 
@@ -265,13 +295,16 @@ class Judged:
     text: str
 
 
-def judge(claim: Claim, quality_records: Records, grid_records: Records | None, timing: dict[str, Records]) -> Judged:
+def judge(claim: Claim, quality_records: Records, grid_records: Records | None, timing: dict[str, Records],
+          rank_sweep: Records | None = None) -> Judged:
     """Each part's verdict beside its effect and interval, and the claim's (the weakest part)."""
     if any(p.metric in TUNED_ONLY for p in claim.parts) and not grid_records:
         return Judged("", (), "— (needs tuned lrs)")
+    if any(p.metric == "rank_lr" for p in claim.parts) and not rank_sweep:
+        return Judged("", (), "— (needs the rank sweep: the main columns run it)")
     shown, verdicts = [], []
     for part in claim.parts:
-        measured = measure(part, quality_records, grid_records, timing)
+        measured = measure(part, quality_records, grid_records, timing, rank_sweep)
         outcome, how = decide(measured.effect, part.direction, part.margin)
         verdicts.append(outcome)
         evidence = "no records" if measured.effect is None else f"{effect_text(part, measured)} ({interval_tag(how)})"
@@ -282,9 +315,10 @@ def judge(claim: Claim, quality_records: Records, grid_records: Records | None, 
 
 # --- from records to claims.md and figures ----------------------------------------------------------
 
-def judged_column(records: Records, grid: Records | None, timing: dict[str, Records]) -> list[Judged]:
+def judged_column(records: Records, grid: Records | None, timing: dict[str, Records],
+                  rank_sweep: Records | None = None) -> list[Judged]:
     """Every claim judged on one protocol's records (``grid`` None: the fixed lr, which tunes nothing)."""
-    return [judge(claim, records, grid, timing) for claim in CLAIMS]
+    return [judge(claim, records, grid, timing, rank_sweep) for claim in CLAIMS]
 
 
 def table(cells: dict[str, list[Judged]]) -> list[str]:
@@ -322,7 +356,8 @@ LEGEND = (
     "verdict used, and which interval: t = paired t over seeds (a sign-flip interval needs 6 seeds), "
     "t+sf = paired t and the sign-flip interval agree, hull = they disagreed and the verdict used their hull, "
     "sim-t = Bonferroni-simultaneous paired t over every pair of adapters (claim 9: the worst/best pair is named), "
-    "range = the timing ratio's fastest-to-median range (no sampling interval: one sweep of rounds), "
+    "band = the timing ratio's range over each cost's confirming rounds (from its fastest round to the slowest of "
+    "the rounds that reproduced it: within 5% when confirmed; one sweep of rounds, not a sampling interval), "
     "boot = percentile interval over seeds resampled (claim 10 re-tunes every lr on each resample)."
 )
 
@@ -345,7 +380,7 @@ def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
 
     lines = ["# What nfl says about the papers' claims", "", f"Command: `{command}`", "", f"Rule: {RULE}.", "",
              LEGEND, "", multiple_comparisons_note(columns), ""]
-    tuned = {c.setting: judged_column(at_tuned_lr(c.grid), c.grid, c.timing) for c in columns}  # judged once
+    tuned = {c.setting: judged_column(at_tuned_lr(c.grid), c.grid, c.timing, c.rank_sweep) for c in columns}
     sections: dict[tuple[str, int, str], list[Column]] = {}
     for column in columns:
         sections.setdefault((column.setting.testbed, column.setting.width, column.setting.shift), []).append(column)
@@ -493,6 +528,14 @@ def gpt_setting(setup: StudySetup, parser) -> tuple[Setting, StudySetup]:
     return Setting(sub.config.width, "", None, sub.config.train.adapt_epochs, "gpt"), sub
 
 
+def rank_sweep_setup(sub: StudySetup, parser) -> StudySetup:
+    """Claim 14's sweep for one column: the column's command line for LoRA alone at RANK_SWEEP with alpha
+    fixed (a rank the width cannot take is skipped with a notice), stored under the column's lora_ranks/."""
+    ranks = ",".join(map(str, RANK_SWEEP))
+    return StudySetup(parser, [*sub.argv, "--methods", "lora", "--ranks", ranks, "--hparams",
+                               f"lora.alpha={RANK_SWEEP_ALPHA}", "--out", str(sub.out / "lora_ranks")])
+
+
 def gpt_note(sub: StudySetup) -> str:
     gpt, train = sub.config.gpt, sub.config.train
     return (f"A byte-level GPT (d_model {gpt.d_model}, {gpt.n_layer} block(s), context {gpt.context}) pretrained "
@@ -582,24 +625,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     subs = [(s, sub_setup(setup, parser, s)) for s in chosen]  # every setting checked before any work
     if "gpt" in testbeds:
         subs.append(gpt_setting(setup, parser))
+    main_columns = [(setting, sub) for setting, sub in subs
+                    if setting.rank is None and (setting.testbed != "mlp" or setting.steps == steps)]
+    sweeps = {setting: rank_sweep_setup(sub, parser) for setting, sub in main_columns if "lora" in sub.methods}
     for setting, sub in subs:
-        grid, added = run_column(sub, lrs if setting.testbed == "mlp" else sorted(set(sub.lrs)))
+        tried = lrs if setting.testbed == "mlp" else sorted(set(sub.lrs))
+        grid, added = run_column(sub, tried)
+        sweep = run_column(sweeps[setting], tried)[0] if setting in sweeps else []
         key = (setting.testbed, setting.width, setting.rank)
         if key not in timing_by:  # timing does not depend on the targets or the budget
             plan = sub.method_ranks
             timing_by[key] = {"init_time": init_time.run(sub, plan), "train_time": train_time.run(sub, plan)}
         note = (gpt_note(sub) if setting.testbed == "gpt" else
                 where_the_update_lies(sub) if setting.rank is None and setting.steps == steps else "")
-        columns.append(Column(setting, grid, timing_by[key], added, len(sub.seeds), note))
+        columns.append(Column(setting, grid, timing_by[key], added, len(sub.seeds), note, sweep))
     tables, paths = outputs(columns, setup.command(), setup.out)
     # The columns judge what ran: a method whose cells failed is named with its reason, as in every study.
-    setup.failed = [r for _, sub in subs for r in sub.failed]
-    setup.cells_run = [cell for _, sub in subs for cell in sub.cells_run]
+    everything = [sub for _, sub in subs] + list(sweeps.values())
+    setup.failed = [r for sub in everything for r in sub.failed]
+    setup.cells_run = [cell for sub in everything for cell in sub.cells_run]
     if setup.failed:
         tables["claims"] += f"\n\n## Failed cells (not judged)\n\n```\n{with_failures('', setup.failed)}\n```\n"
     path = Path(setup.out) / "claims.md"
     path.write_text(tables["claims"])
-    show((tables, paths), [path, *(setup.out / s.directory() / "adaptability.jsonl" for s, _ in subs)])
+    show((tables, paths), [path, *(sub.out / "adaptability.jsonl" for sub in everything)])
     setup.finish()
 
 

@@ -119,3 +119,22 @@ def test_claim_10_tracks_1_over_sharpness_with_seeds_resampled_and_lrs_retuned()
     assert effect.estimate == pytest.approx(1.0) and effect.low > 0.5 and effect.interval == "seed bootstrap"
     flat = [r for i, lam in enumerate(sharpness) for r in _grid_records(i, 3e-3, lam)]
     assert claims.lr_sharpness(flat, resamples=200).low < 0.3
+
+
+def _rank_sweep(optimum_at: dict[int, float]) -> list[dict]:
+    """LoRA records at each rank of ``optimum_at``, each rank's validation loss a parabola in log lr
+    around its optimum."""
+    return [{**r, "method": "lora", "rank": rank}
+            for i, (rank, optimum) in enumerate(optimum_at.items()) for r in _grid_records(10 + i, optimum, 1.0)]
+
+
+def test_claim_14_lora_best_lr_independent_of_rank_is_supported_and_one_over_rank_contradicted() -> None:
+    (claim,) = [c for c in CLAIMS if c.number == 14]
+    grid = _grid_records(0, 1e-2, 1.0, method="lora")
+    flat = _rank_sweep({1: 1e-2, 4: 1e-2, 16: 1e-2, 64: 1e-2})
+    assert claims.judge(claim, grid, grid, {}, flat).verdict == "supported"
+    one_over_rank = _rank_sweep({r: 0.03 / r for r in (1, 4, 16, 64)})
+    effect = claims.rank_lr_change(one_over_rank, "lora", resamples=200)
+    assert effect.estimate == pytest.approx(-np.log10(64), abs=0.15)  # the optimum falls 64x from rank 1 to 64
+    assert claims.judge(claim, grid, grid, {}, one_over_rank).verdict == "contradicted"
+    assert claims.judge(claim, grid, grid, {}).text.startswith("— (needs the rank sweep")
