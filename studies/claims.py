@@ -530,10 +530,12 @@ def gpt_setting(setup: StudySetup, parser) -> tuple[Setting, StudySetup]:
 
 def rank_sweep_setup(sub: StudySetup, parser) -> StudySetup:
     """Claim 14's sweep for one column: the column's command line for LoRA alone at RANK_SWEEP with alpha
-    fixed (a rank the width cannot take is skipped with a notice), stored under the column's lora_ranks/."""
+    fixed, stored under the column's lora_ranks/, on the column's pretrained models."""
     ranks = ",".join(map(str, RANK_SWEEP))
-    return StudySetup(parser, [*sub.argv, "--methods", "lora", "--ranks", ranks, "--hparams",
-                               f"lora.alpha={RANK_SWEEP_ALPHA}", "--out", str(sub.out / "lora_ranks")])
+    sweep = StudySetup(parser, [*sub.argv, "--methods", "lora", "--ranks", ranks, "--hparams",
+                                f"lora.alpha={RANK_SWEEP_ALPHA}", "--out", str(sub.out / "lora_ranks")])
+    sweep.share_pretraining(sub)  # alpha changes the adaptation only
+    return sweep
 
 
 def gpt_note(sub: StudySetup) -> str:
@@ -581,7 +583,7 @@ def _int_list(flag: str, text: str, allow_empty: bool = False) -> list[int]:
     return values
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def make_parser():
     parser = study_parser("claims", __doc__.splitlines()[0], seeds=DEFAULT_SEEDS)
     parser.add_argument("--shifts", default=",".join(SHIFTS),
                         help=f"comma-separated shift families (default: {','.join(SHIFTS)})")
@@ -597,6 +599,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "testbed's preset (tuned lr, its budget; records under --out/gpt) and the transfer "
                              "table, MLP against GPT (default: mlp; a GPT column at 10 seeds takes about an hour "
                              "on 2 cores)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = make_parser()
     setup = StudySetup(parser, argv)
     args = setup.args
     try:

@@ -175,6 +175,7 @@ class StudySetup:
             default_seeds = None if args.seeds is not None else args.default_seeds
             self._notices.append(quick_notice(default_seeds, self.lrs if not chosen_grid else None, len(grid)))
         self._pretrained: dict[int, tuple[TaskData, torch.nn.Module, History]] = {}
+        self._pretraining: StudySetup = self  # whose pretrained models this setup adapts (share_pretraining)
         self._out_ready = False
         self._step_times: dict[tuple[str | None, int | None], float] = {}
         self.cells_run: list[Cell] = []  # every cell asked of run_groups, and those that failed
@@ -269,6 +270,8 @@ class StudySetup:
     def pretrained(self, seed: int) -> tuple[TaskData, torch.nn.Module, History]:
         """Data, pretrained model and its history for ``seed``, computed once per run; a testbed whose
         pretraining is costly keeps the model under ``--out/pretrained`` for the next run or study."""
+        if self._pretraining is not self:
+            return self._pretraining.pretrained(seed)
         if seed not in self._pretrained:
             data = self.testbed.make_data(self.config, seed).to(self.device)
             if self.testbed.CACHE_PRETRAINING:
@@ -277,6 +280,13 @@ class StudySetup:
                 model, history = pretrain(self.config, data, seed, self.device)
             self._pretrained[seed] = (data, model, history)
         return self._pretrained[seed]
+
+    def share_pretraining(self, other: StudySetup) -> None:
+        """Use ``other``'s pretrained models (each computed once for both): for a setup whose config
+        differs from ``other``'s only in what adaptation uses, such as claims' rank sweep beside its column."""
+        if cache.pretraining_digest(self.config) != cache.pretraining_digest(other.config):
+            raise ValueError("share_pretraining: the two setups pretrain differently")
+        self._pretraining = other
 
     def run(
         self, study: str, compute: Callable[[Cell], dict[str, Any]], cells: list[Cell] | None = None,

@@ -138,3 +138,18 @@ def test_claim_14_lora_best_lr_independent_of_rank_is_supported_and_one_over_ran
     assert effect.estimate == pytest.approx(-np.log10(64), abs=0.15)  # the optimum falls 64x from rank 1 to 64
     assert claims.judge(claim, grid, grid, {}, one_over_rank).verdict == "contradicted"
     assert claims.judge(claim, grid, grid, {}).text.startswith("— (needs the rank sweep")
+
+
+def test_the_rank_sweep_adapts_its_column_s_pretrained_models_with_alpha_fixed(tmp_path: Path) -> None:
+    from studies.common import StudySetup
+
+    parser = claims.make_parser()
+    column = StudySetup(parser, ["--width", "8", "--pretrain-epochs", "5", "--seeds", "3", "--out", str(tmp_path)])
+    sweep = claims.rank_sweep_setup(column, parser)
+    assert sweep.config.hparams_of("lora") == {"alpha": claims.RANK_SWEEP_ALPHA}
+    assert sweep.method_ranks == {"lora": list(claims.RANK_SWEEP)}
+    assert sweep.out == tmp_path / "lora_ranks" and sweep.seeds == column.seeds
+    assert sweep.pretrained(43)[1] is column.pretrained(43)[1]  # pretrained once, for both
+    wider = StudySetup(parser, ["--width", "16", "--out", str(tmp_path / "w16")])
+    with pytest.raises(ValueError, match="pretrain differently"):
+        wider.share_pretraining(column)

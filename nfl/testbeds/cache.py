@@ -75,8 +75,8 @@ def load(path: Path, device: torch.device | str) -> Payload | None:
 
 
 # Settings that shape only the adaptation: a pretrained model is shared by configs that differ in these.
-ADAPTATION_ONLY = {"": ("targets", "train_unadapted_layers"), "train": ("adapt_epochs", "adapt_lr", "lr_grid"),
-                   "gpt": ("batch",)}
+ADAPTATION_ONLY = {"": ("targets", "train_unadapted_layers", "hparams"),
+                   "train": ("adapt_epochs", "adapt_lr", "lr_grid"), "gpt": ("batch",)}
 
 
 def pretraining_digest(cfg: ExperimentConfig) -> str:
@@ -85,7 +85,7 @@ def pretraining_digest(cfg: ExperimentConfig) -> str:
     for section, names in ADAPTATION_ONLY.items():
         where = data[section] if section else data
         for name in names:
-            where.pop(name)
+            where.pop(name, None)  # a record from before a field existed lacks it
     return config_digest(data)
 
 
