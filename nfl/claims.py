@@ -43,8 +43,9 @@ RULE = (
     "lo > m, contradicted if hi < -m, not supported if -m < lo and hi < m, else inconclusive (also with fewer "
     f"than {MIN_SEEDS} seeds a side); 'within' claims: supported if -m < lo and hi < m, contradicted if the "
     "interval lies beyond m; a claim is the weakest of its parts (contradicted > not supported > inconclusive). "
-    "Quality effects are paired over seeds (mean per-seed log10 ratio, paired t-interval; a sign-flip interval "
-    "checks it from 6 seeds, and where the two disagree the verdict uses their hull); the spread across "
+    "Quality effects are paired over seeds (mean per-seed log10 ratio, paired t-interval, at tuned lrs widened to "
+    "a seed bootstrap that re-selects every lr; a sign-flip interval checks it from 6 seeds, and where the two "
+    "disagree the verdict uses their hull); the spread across "
     "methods is the largest pairwise log ratio with Bonferroni-simultaneous paired t-intervals"
 )
 
@@ -144,7 +145,7 @@ def decide(effect: Effect | None, direction: Direction, margin: float) -> tuple[
     oriented = effect.flipped() if direction == "less" else effect
     first = _rule(oriented.low, oriented.high, direction, margin)
     if oriented.check is None:
-        why = " (sign-flip needs >= 6 seeds)" if effect.interval == "paired t" else ""
+        why = " (sign-flip needs >= 6 seeds)" if effect.interval.startswith("paired t") else ""
         return first, effect.interval + why
     second = _rule(*oriented.check, direction, margin)
     if first == second:

@@ -122,6 +122,26 @@ def seed_table(records: Iterable[Record]) -> tuple[list[float], list[int], np.nd
     return lrs, seeds, table
 
 
+def resampled_metric(records: Iterable[Record], key: str, resamples: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
+    """log10 of ``summary[key]`` per resampled seed at the grid lr selected on that resample, as
+    :func:`select_lr` selects (lowest mean ``min_val_loss``, diverged points left out, the smaller lr
+    on a tie): (B, n) for ``resamples`` (B, n) indices into ``seeds``; nan where nothing was selectable.
+    The metric reported at a tuned lr carries the choice of that lr, itself an estimate from the seeds."""
+    records = list(records)
+    lrs, mine, table = seed_table(records)
+    columns = [mine.index(s) for s in seeds]
+    scores = table[:, columns][:, resamples].mean(axis=2)  # (lrs, B); nan where a resampled seed diverged
+    chosen = np.where(np.isnan(scores), np.inf, scores).argmin(axis=0)  # argmin takes the first, smaller lr
+    metric = np.full(table.shape, np.nan)
+    for r in records:
+        value = r["summary"].get(key)
+        if value is not None and value > 0:
+            metric[lrs.index(r["lr"]), mine.index(r["seed"])] = math.log10(value)
+    out = metric[:, columns][chosen[:, None], resamples]
+    out[np.isnan(scores).all(axis=0)] = np.nan
+    return out
+
+
 def resampled_lrs(records: Iterable[Record], resamples: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
     """The interpolated tuned lr of one (method, rank) re-selected on each resample of ``seeds``
     (``resamples``: (B, n) indices into ``seeds``): a grid point where a resampled seed diverged is

@@ -153,3 +153,31 @@ def test_the_rank_sweep_adapts_its_column_s_pretrained_models_with_alpha_fixed(t
     wider = StudySetup(parser, ["--width", "16", "--out", str(tmp_path / "w16")])
     with pytest.raises(ValueError, match="pretrain differently"):
         wider.share_pretraining(column)
+
+
+def _two_lr_records(method: str, val: dict[float, float], early: dict[float, float], seeds: int = 10) -> list[dict]:
+    rng = np.random.default_rng(len(method))
+    return [{"method": method, "rank": 2, "seed": seed, "lr": lr,
+             "summary": {"min_val_loss": val[lr] * (1 + rng.normal(0, 0.2)), "diverged_at": None,
+                         "early_test_loss": early[lr] * (1 + rng.normal(0, 0.01))}}
+            for seed in range(seeds) for lr in val]
+
+
+def test_an_effect_at_tuned_lrs_carries_the_choice_of_lr_where_two_grid_points_nearly_tie() -> None:
+    """LoRA's two lrs tie on validation but give early losses 1.5x apart: which one the seeds select
+    moves the effect, so its interval must cover both readings; a clear optimum leaves it as it was."""
+    from nfl.claims import Part, paired_difference
+    from nfl.selection import at_tuned_lr
+
+    part = Part("early_loss", ("pissa",), ("lora",), "less")
+    pissa = _two_lr_records("pissa", {1e-2: 1.0, 1e-1: 5.0}, {1e-2: 0.03, 1e-1: 0.03})
+    for lora_val, widened in (({1e-2: 1.0, 1e-1: 1.0}, True), ({1e-2: 1.0, 1e-1: 5.0}, False)):
+        grid = pissa + _two_lr_records("lora", lora_val, {1e-2: 0.03, 1e-1: 0.045})
+        chosen = at_tuned_lr(grid)
+        sides = (claims.per_seed(chosen, side, "early_test_loss") for side in (part.treatment, part.control))
+        plain = paired_difference(*sides)
+        effect = claims.with_lr_selection(plain, grid, part, "early_test_loss", resamples=400)
+        both = (0.0, np.log10(0.03 / 0.045))  # the effect at either of LoRA's lrs
+        covers = effect.low <= min(both) + 0.01 and effect.high >= max(both) - 0.01
+        assert covers == widened, (effect, plain)
+        assert effect.estimate == plain.estimate and effect.interval.endswith("lr re-selected")
