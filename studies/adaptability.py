@@ -172,6 +172,8 @@ def report(records: list[dict[str, Any]]) -> str:
     )
     lrs = sorted({r["lr"] for r in records})
     grid = f"learning rate chosen per (method, rank) by mean validation loss over seeds from {format_lr_grid(lrs)}"
+    spec = records[0].get("config", {}).get("hparams") if records else None
+    header += f"hyper-parameters set (--hparams): {spec}\n" if spec else ""
     names = ["method", "rank", "params", "lr", "seeds", *(column for _, column, _ in columns(metric))]
     return (header + grid + f"; test {metric} at the step validation selected\n"
             + format_table(summary_rows(records, metric), names))

@@ -49,3 +49,11 @@ def test_a_bad_spec_is_one_line_exit_2_before_any_work(spec: str, says: str, tmp
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and "--hparams" in err and says in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_run_with_hparams_says_so_in_its_table(tmp_path: Path, capsys) -> None:
+    argv = ["--hparams", "lora.alpha=8", "--methods", "lora", "--seeds", "1", "--adapt-lr", "0.01",
+            "--pretrain-epochs", "5", "--adapt-epochs", "3", "--width", "8", "--out", str(tmp_path)]
+    adaptability.main(argv)
+    assert "hyper-parameters set (--hparams): lora.alpha=8" in capsys.readouterr().out
