@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nfl import allocator
 from nfl.config import config_digest
 from nfl.measure.devices import cpu_name, device_name
 
@@ -80,6 +81,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "device_name": device_name(device),
         "cpu_model": cpu_name(),  # with device_name, the kind of node a timing is comparable within
         "cpu_threads": torch.get_num_threads(),
+        "allocator": allocator.settings(),  # set by every study before its first tensor (None: the libc's own)
         "git_commit": git_commit(),
     }
 

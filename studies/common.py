@@ -16,6 +16,7 @@ import torch
 
 import adapters
 from nfl import cli, testbeds
+from nfl.allocator import keep_freed_memory
 from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv, format_lr_grid
 from nfl.measure.prepared import step_seconds
 from nfl.measure.threads import default_threads
@@ -166,6 +167,7 @@ class StudySetup:
         self.args = args
         # Small models want one thread (nfl.measure.threads); --threads overrides, and records keep the number.
         torch.set_num_threads(args.threads or default_threads(self.config.width))
+        keep_freed_memory()  # before any tensor: every run of the process under one allocator policy
         self.engine = args.engine
         self.quick = args.quick
         grid = self.config.train.adaptation_lrs
@@ -320,6 +322,7 @@ class StudySetup:
         def compute_group(group: list[Cell]) -> list[dict[str, Any]]:
             if threads is not None:  # a Ray worker starts with its own thread count
                 torch.set_num_threads(threads)
+            keep_freed_memory()  # and its own allocator settings (once a process)
             context = {"command": command, "config": config, "env": environment(self.device)}
             return [{**record, **context, "rerun": self.rerun_command(c)} for c, record in zip(group, compute(group))]
 
