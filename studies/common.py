@@ -16,7 +16,7 @@ import torch
 
 import adapters
 from nfl import cli, testbeds
-from nfl.allocator import keep_freed_memory
+from nfl.allocator import exempt_from_collection, keep_freed_memory
 from nfl.config import ExperimentConfig, add_config_arguments, config_from_args, config_to_argv, format_lr_grid
 from nfl.measure.prepared import step_seconds
 from nfl.measure.threads import default_threads
@@ -168,6 +168,7 @@ class StudySetup:
         # Small models want one thread (nfl.measure.threads); --threads overrides, and records keep the number.
         torch.set_num_threads(args.threads or default_threads(self.config.width))
         keep_freed_memory()  # before any tensor: every run of the process under one allocator policy
+        exempt_from_collection()  # what start-up imported lives until exit
         self.engine = args.engine
         self.quick = args.quick
         grid = self.config.train.adaptation_lrs
@@ -351,6 +352,7 @@ class StudySetup:
         its files are; then :meth:`finish`."""
         tables, paths = made
         show(({name: with_failures(text, self.failed) for name, text in tables.items()}, paths), stores)
+        exempt_from_collection()  # the exit's own full collection need not walk what the run imported since
         self.finish()
 
     def finish(self) -> None:

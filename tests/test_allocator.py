@@ -1,4 +1,5 @@
-"""A study runs under glibc malloc thresholds that keep freed memory for reuse, and its records say so."""
+"""A study runs under glibc malloc thresholds that keep freed memory for reuse, and its records say so; what it
+imported is frozen out of the cyclic collector's passes."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 # A study in a fresh process (the thresholds are set once a process): importing sets nothing, the study does.
 PROBE = """
-import sys
+import gc, sys
 from nfl import allocator
 from studies import adaptability
-assert allocator.settings() is None
+assert allocator.settings() is None and gc.get_freeze_count() == 0
 adaptability.main(sys.argv[1:])
+print(gc.get_freeze_count() > 100_000)  # torch and matplotlib alone are far more
 print(allocator.settings())
 """
 
@@ -30,7 +32,8 @@ def test_a_study_keeps_freed_memory_and_its_records_name_the_thresholds(tmp_path
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
-    said = done.stdout.strip().splitlines()[-1]
+    frozen, said = done.stdout.strip().splitlines()[-2:]
+    assert frozen == "True"
     assert said.startswith("glibc ") and "mmap threshold 32 MiB, trim threshold 64 MiB" in said
     records = [json.loads(line) for line in (tmp_path / "adaptability.jsonl").read_text().splitlines()]
     assert records and all(r["env"]["allocator"] == said for r in records)
