@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
 from tqdm import tqdm
@@ -46,7 +46,7 @@ class Cell:
     measurement: str | None = None
 
     def key(self) -> tuple:
-        return tuple(asdict(self).values())
+        return tuple(getattr(self, f.name) for f in fields(self))  # asdict's deep copy cost 0.2 s a pareto run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
