@@ -45,14 +45,15 @@ def compute_group(setup: StudySetup, cells: list[Cell]) -> list[dict[str, Any]]:
     cfg, loss_fn = setup.config, setup.testbed.loss_fn
     runs = [prepare(setup.pretrained(c.seed)[1], c.method, cfg, c.rank, c.seed) for c in cells]
     data = [setup.pretrained(c.seed)[0] for c in cells]
-    norms = [initial_gradient_norms(model, *first_batch(cfg, d.shifted, c.seed), hooks, loss_fn)
-             for (model, hooks), d, c in zip(runs, data, cells)]
-    first_of_seed = {c.seed: c for c in reversed(cells)}  # λ_max depends on the seed, not the lr
-    sharpness = {seed: _sharpness(setup, cell) for seed, cell in first_of_seed.items()}
+    # The initial gradient norms and λ_max depend on the seed, not the lr: once per seed, on its first run.
+    first_of_seed = {c.seed: i for i, c in reversed(list(enumerate(cells)))}
+    norms = {seed: initial_gradient_norms(runs[i][0], *first_batch(cfg, data[i].shifted, seed), runs[i][1], loss_fn)
+             for seed, i in first_of_seed.items()}
+    sharpness = {seed: _sharpness(setup, cells[i]) for seed, i in first_of_seed.items()}
     histories = train_runs(setup, runs, [d.shifted for d in data], [c.lr for c in cells], [c.seed for c in cells])
     return [
-        record(setup, c, model, hooks, history, grads, sharpness[c.seed])
-        for c, (model, hooks), history, grads in zip(cells, runs, histories, norms)
+        record(setup, c, model, hooks, history, norms[c.seed], sharpness[c.seed])
+        for c, (model, hooks), history in zip(cells, runs, histories)
     ]
 
 
