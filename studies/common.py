@@ -345,6 +345,7 @@ class StudySetup:
         self.failed += [r for r in failed_records(store.records()) if record_key(r) in wanted]
         if not records:  # nothing to draw: say what failed and stop
             self.finish()
+        exempt_from_collection()  # the records, and torch's compiler (imported by the first Adam step), live on
         return records
 
     def show(self, made: Outputs, stores: Sequence[Path]) -> None:
