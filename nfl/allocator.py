@@ -66,7 +66,8 @@ def exempt_from_collection() -> None:
     classes and functions a study imports (torch, its compiler, matplotlib: about 300,000 objects) live
     until the process exits, and each full collection -- one at the interpreter's exit among them --
     walks them all again. Measured, ``python -m studies.pareto --quick --threads 1`` (2-core AMD EPYC,
-    load 3.5, 2026-12-05): 0.97 s of its 10 s CPU in the collector; with the objects frozen after
-    start-up, 0.47 s. Objects made later are collected as before; timed blocks run with the collector
+    load 3-3.5, 2026-12-05): 0.97 s of its 10 s CPU in the collector; frozen after start-up, 0.47 s;
+    also after each quality sweep (its records, and torch's compiler, which the first Adam step
+    imports), 0.31 s. Objects made later are collected as before; timed blocks run with the collector
     paused either way (``nfl.measure.clocks.paused_gc``)."""
     gc.freeze()
