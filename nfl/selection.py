@@ -109,14 +109,14 @@ def extension(scores: dict[float, float | None], lattice: tuple[float, float],
     return candidate if bounds[0] * (1 - 1e-9) <= candidate <= bounds[1] * (1 + 1e-9) else None
 
 
-def seed_table(records: Iterable[Record]) -> tuple[list[float], list[int], np.ndarray]:
-    """One (method, rank)'s ``min_val_loss`` as an (lrs x seeds) array, nan where a run diverged
+def seed_table(records: Iterable[Record], key: str = "min_val_loss") -> tuple[list[float], list[int], np.ndarray]:
+    """One (method, rank)'s ``summary[key]`` as an (lrs x seeds) array, nan where a run diverged
     or is missing; lrs and seeds sorted."""
     records = list(records)
     lrs, seeds = sorted({r["lr"] for r in records}), sorted({r["seed"] for r in records})
     table = np.full((len(lrs), len(seeds)), np.nan)
     for r in records:
-        value = r["summary"].get("min_val_loss")
+        value = r["summary"].get(key)
         if r["summary"].get("diverged_at") is None and value is not None:
             table[lrs.index(r["lr"]), seeds.index(r["seed"])] = value
     return lrs, seeds, table
@@ -128,16 +128,13 @@ def resampled_metric(records: Iterable[Record], key: str, resamples: np.ndarray,
     on a tie): (B, n) for ``resamples`` (B, n) indices into ``seeds``; nan where nothing was selectable.
     The metric reported at a tuned lr carries the choice of that lr, itself an estimate from the seeds."""
     records = list(records)
-    lrs, mine, table = seed_table(records)
+    _, mine, table = seed_table(records)
+    metric = seed_table(records, key)[2]  # the same lrs and seeds, in the same order
     columns = [mine.index(s) for s in seeds]
     scores = table[:, columns][:, resamples].mean(axis=2)  # (lrs, B); nan where a resampled seed diverged
     chosen = np.where(np.isnan(scores), np.inf, scores).argmin(axis=0)  # argmin takes the first, smaller lr
-    metric = np.full(table.shape, np.nan)
-    for r in records:
-        value = r["summary"].get(key)
-        if value is not None and value > 0:
-            metric[lrs.index(r["lr"]), mine.index(r["seed"])] = math.log10(value)
-    out = metric[:, columns][chosen[:, None], resamples]
+    picked = metric[:, columns][chosen[:, None], resamples]
+    out = np.log10(picked, out=np.full_like(picked, np.nan), where=picked > 0)
     out[np.isnan(scores).all(axis=0)] = np.nan
     return out
 

@@ -132,9 +132,8 @@ def with_lr_selection(effect: Effect, grid: Records, part: Part, key: str, resam
         return effect
     draws = seed_draws(len(seeds), resamples, seed)[1]
     logs = {m: resampled_metric(mine[m], key, draws, seeds) for m in methods}
-    side = lambda names: np.mean([logs[m] for m in names], axis=0)  # noqa: E731
-    low, high = np.nanquantile((side(part.treatment) - side(part.control)).mean(axis=1),
-                               [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    treatment, control = (np.mean([logs[m] for m in side], axis=0) for side in (part.treatment, part.control))
+    low, high = np.nanquantile((treatment - control).mean(axis=1), [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
     return replace(effect, low=min(effect.low, float(low)), high=max(effect.high, float(high)),
                    interval=f"{effect.interval}, lr re-selected")
 
@@ -657,9 +656,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     subs = [(s, sub_setup(setup, parser, s)) for s in chosen]  # every setting checked before any work
     if "gpt" in testbeds:
         subs.append(gpt_setting(setup, parser))
-    main_columns = [(setting, sub) for setting, sub in subs
-                    if setting.rank is None and (setting.testbed != "mlp" or setting.steps == steps)]
-    sweeps = {setting: rank_sweep_setup(sub, parser) for setting, sub in main_columns if "lora" in sub.methods}
+    def main_column(setting: Setting) -> bool:  # the paper's ranks and budget (the GPT's one column)
+        return setting.rank is None and (setting.testbed != "mlp" or setting.steps == steps)
+
+    sweeps = {setting: rank_sweep_setup(sub, parser) for setting, sub in subs
+              if main_column(setting) and "lora" in sub.methods}
     for setting, sub in subs:
         tried = lrs if setting.testbed == "mlp" else sorted(set(sub.lrs))
         grid, added = run_column(sub, tried)
@@ -669,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             plan = sub.method_ranks
             timing_by[key] = {"init_time": init_time.run(sub, plan), "train_time": train_time.run(sub, plan)}
         note = (gpt_note(sub) if setting.testbed == "gpt" else
-                where_the_update_lies(sub) if setting.rank is None and setting.steps == steps else "")
+                where_the_update_lies(sub) if main_column(setting) else "")
         columns.append(Column(setting, grid, timing_by[key], added, len(sub.seeds), note, sweep))
     tables, paths = outputs(columns, setup.command(), setup.out)
     # The columns judge what ran: a method whose cells failed is named with its reason, as in every study.
