@@ -11,6 +11,7 @@ figures, and prints the text.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,7 @@ CLAIM10_RESAMPLES = 1000
 # alpha / r runs from 8 to 1/8 around the 1 of nfl's LoRA (alpha = r); run in the main columns only.
 RANK_SWEEP = (1, 4, 16, 64)
 RANK_SWEEP_ALPHA = 8
+VERDICTS_FILE = "verdicts.json"  # the main tables' verdicts, one object per cell
 Records = list[dict[str, Any]]
 
 
@@ -409,6 +411,7 @@ def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
     for column in columns:
         sections.setdefault((column.setting.testbed, column.setting.width, column.setting.shift), []).append(column)
     paths: list[Path] = []
+    verdicts: list[dict[str, Any]] = []  # every main-table cell, for machines (studies.replication)
     for (testbed, width, shift), mine in sections.items():
         main = mine[0]
         cells = {}
@@ -427,6 +430,11 @@ def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
                   f"{timing_device(main.timing)}.", ""]
         lines += [f"- {c.setting.label()}: {extension_note(c)}" for c in mine] + [""]
         lines += [main.note, "", *table(cells), ""]
+        seeds = sorted({r["seed"] for r in main.grid})
+        verdicts += [{"section": title, "column": name, "seeds": seeds, "claim": claim.number,
+                      "verdict": judged.verdict, "parts": list(judged.parts)}
+                     for name, column in cells.items() for claim, judged in zip(CLAIMS, column, strict=True)
+                     if judged.verdict]
     lines += ["## Robustness: each claim's verdict (tuned lr) across settings", "",
               "S supported, N not supported, C contradicted, ? inconclusive, — not measurable here.", "",
               *matrix({c.setting.label(): tuned[c.setting] for c in columns}), ""]
@@ -455,7 +463,8 @@ def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
         saved = save(figure, out / "rank_transfer")
         paths += saved
         lines += [f"![rank on the MLP against rank on the GPT]({saved[0].name})", ""]
-    return {"claims": "\n".join(lines)}, paths
+    (out / VERDICTS_FILE).write_text(json.dumps({"command": command, "cells": verdicts}, indent=1) + "\n")
+    return {"claims": "\n".join(lines)}, [*paths, out / VERDICTS_FILE]
 
 
 DECISIVE = ("supported", "not supported", "contradicted")

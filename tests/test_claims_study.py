@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -29,6 +30,11 @@ def test_claims_study_writes_a_verdict_for_every_claim_in_every_column(tmp_path:
             assert len(re.findall(rf"\*\*({'|'.join(VERDICTS)})\*\*", row.group(0))) == expected
         assert re.search(r"least-squares dW \d\.\d{3} inside, \d\.\d{3} reachable", section)
     assert (tmp_path / "no_free_lunch_w6_s3.png").exists()
+    # verdicts.json holds the main tables' cells, as claims.md shows them (studies.replication reads it).
+    cells = json.loads((tmp_path / claims.VERDICTS_FILE).read_text())["cells"]
+    shown = re.findall(rf"\*\*({'|'.join(VERDICTS)})\*\*", text.split("## Robustness")[0])
+    assert [c["verdict"] for c in cells] != [] and sorted(c["verdict"] for c in cells) == sorted(shown)
+    assert {len(c["seeds"]) for c in cells} == {1}  # --quick: one seed
     # Stored cells are reused: a second run computes nothing new.
     store = tmp_path / "out_of_span-w6-s3" / "adaptability.jsonl"
     lines = store.read_text().count("\n")

@@ -1,0 +1,121 @@
+"""Do the claims' verdicts replicate? Compares ``studies.claims`` runs made on disjoint seed sets.
+
+    python -m studies.claims --widths 64 --shifts out_of_span --seed 43 --out runs/a
+    python -m studies.claims --widths 64 --shifts out_of_span --seed 1043 --out runs/b
+    python -m studies.replication runs/a runs/b
+
+Reads each run's ``verdicts.json`` (every cell of its main tables) and prints, for every pair of
+runs, the cells both judged, the share on which they give the same verdict, how many are supported
+in one and contradicted in the other, and each run's share of inconclusive cells; then the mean and
+the range of the agreement over pairs, and the cells that differed. Runs whose seed sets overlap in
+a cell are refused: a verdict repeated on the same seeds says nothing about replication.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nfl import cli
+from studies.claims import VERDICTS_FILE
+
+Key = tuple[str, str, int]  # (section, column, claim number)
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    verdicts: dict[Key, str]
+    seeds: dict[Key, frozenset[int]]
+
+    def inconclusive(self, keys: Sequence[Key]) -> float:
+        return sum(self.verdicts[k] == "inconclusive" for k in keys) / len(keys)
+
+
+@dataclass(frozen=True)
+class Pair:
+    first: Run
+    second: Run
+    cells: list[Key]
+
+    @property
+    def agreement(self) -> float:
+        return sum(self.first.verdicts[k] == self.second.verdicts[k] for k in self.cells) / len(self.cells)
+
+    @property
+    def opposed(self) -> int:
+        """Cells supported in one run and contradicted in the other."""
+        return sum({self.first.verdicts[k], self.second.verdicts[k]} == {"supported", "contradicted"}
+                   for k in self.cells)
+
+    def differing(self) -> list[Key]:
+        return [k for k in self.cells if self.first.verdicts[k] != self.second.verdicts[k]]
+
+
+def load(directory: str) -> Run:
+    """A run's verdicts from ``<directory>/verdicts.json`` (a ValueError, said in one line, if it cannot be read)."""
+    path = Path(directory) / VERDICTS_FILE
+    try:
+        cells: list[dict[str, Any]] = json.loads(path.read_text())["cells"]
+        keys = [(c["section"], c["column"], int(c["claim"])) for c in cells]
+        return Run(directory, {k: c["verdict"] for k, c in zip(keys, cells, strict=True)},
+                   {k: frozenset(c["seeds"]) for k, c in zip(keys, cells, strict=True)})
+    except FileNotFoundError:
+        raise ValueError(f"{path}: not found; is {directory} the --out of a studies.claims run?") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a verdicts file ({type(error).__name__}: {error})") from None
+
+
+def pairs(runs: Sequence[Run]) -> list[Pair]:
+    """Every pair of runs on the cells both judged; a ValueError when a pair shares no cell or seeds."""
+    out = []
+    for first, second in itertools.combinations(runs, 2):
+        cells = sorted(set(first.verdicts) & set(second.verdicts))
+        if not cells:
+            raise ValueError(f"{first.name} and {second.name} judged no cell in common (other widths or shifts?)")
+        shared = next((k for k in cells if first.seeds[k] & second.seeds[k]), None)
+        if shared is not None:
+            seeds = sorted(first.seeds[shared] & second.seeds[shared])
+            raise ValueError(f"{first.name} and {second.name} share seeds {seeds[0]}..{seeds[-1]} in "
+                             f"'{shared[0]}': replication needs disjoint seed sets (another --seed)")
+        out.append(Pair(first, second, cells))
+    return out
+
+
+def report(found: list[Pair]) -> str:
+    lines = ["| runs | cells | agree | supported vs contradicted | inconclusive (first, second) |",
+             "|---|---|---|---|---|"]
+    for p in found:
+        lines.append(f"| {p.first.name} vs {p.second.name} | {len(p.cells)} | {p.agreement:.0%} | {p.opposed} | "
+                     f"{p.first.inconclusive(p.cells):.0%}, {p.second.inconclusive(p.cells):.0%} |")
+    shares = [p.agreement for p in found]
+    lines += ["", f"agreement over {len(found)} pair(s): mean {sum(shares) / len(shares):.1%}, "
+                  f"range {min(shares):.0%}-{max(shares):.0%}; supported against contradicted in "
+                  f"{sum(p.opposed for p in found)} cell(s)"]
+    for p in found:
+        for section, column, claim in p.differing():
+            key = (section, column, claim)
+            lines.append(f"- differs, {p.first.name} vs {p.second.name}: claim {claim}, {section}, {column}: "
+                         f"{p.first.verdicts[key]} | {p.second.verdicts[key]}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = cli.Parser(prog="python -m studies.replication", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", metavar="DIR", help="the --out of two or more studies.claims runs")
+    args = parser.parse_args(argv)
+    if len(args.runs) < 2:
+        parser.error("DIR: name at least two studies.claims runs to compare")
+    try:
+        found = pairs([load(d) for d in args.runs])
+    except ValueError as error:
+        parser.error(str(error))
+    print(report(found))
+
+
+if __name__ == "__main__":
+    main()
