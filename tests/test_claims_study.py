@@ -187,3 +187,13 @@ def test_an_effect_at_tuned_lrs_carries_the_choice_of_lr_where_two_grid_points_n
         covers = effect.low <= min(both) + 0.01 and effect.high >= max(both) - 0.01
         assert covers == widened, (effect, plain)
         assert effect.estimate == plain.estimate and effect.interval.endswith("lr re-selected")
+
+
+def test_a_seed_whose_pretraining_fit_far_worse_than_the_median_is_named() -> None:
+    def record(seed: int, loss: float) -> dict:
+        return {"seed": seed, "summary": {"pretrained_base_val_loss": loss}}
+
+    usual = [record(seed, 0.001 + 0.0001 * seed) for seed in range(8)]
+    assert claims.pretraining_outliers(usual) == ""
+    note = claims.pretraining_outliers([*usual, record(8, 0.05), record(9, 0.0005)])
+    assert "seed 8 at 0.05 (×37)" in note and "seed 9" not in note and "loss 0.00135" in note
