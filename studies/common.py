@@ -423,6 +423,8 @@ class StudySetup:
     def trainable_params(self, method: str, rank: int | None) -> int:
         """A (method, rank)'s trainable parameters on this config's model, by its formula (nothing built)."""
         model = self.testbed.meta_model(self.config)
+        if adapters.get(method).adapter is None:  # full fine-tuning: embeddings and norms too, not only the Linears
+            return sum(p.numel() for p in model.parameters())
         names = adapters.trained_layer_names(model, method, self.testbed.target_modules(self.config))
         shapes = [(model.get_submodule(n).out_features, model.get_submodule(n).in_features) for n in names]
         return adapters.get(method).expected_params(shapes, rank)

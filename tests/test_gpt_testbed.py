@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from adapters import attach
 from nfl import seeds
 from nfl.batched import train_batched
 from nfl.config import ExperimentConfig, GPTSettings, TrainConfig, preset
@@ -189,3 +190,17 @@ def test_a_study_made_for_the_mlp_refuses_the_gpt_in_one_line(tmp_path, capsys) 
     assert stop.value.code == 2 and not (tmp_path / "out").exists()
     assert capsys.readouterr().err.strip() == (
         "nfl: error: --testbed: python -m studies.anatomy runs on mlp only, got gpt (see -h)")
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_the_estimates_parameter_count_is_what_the_model_trains(method: str) -> None:
+    """Full fine-tuning trains the embeddings and norms as well as the Linear layers."""
+    from nfl.params import count_trainable
+    from studies.common import StudySetup, study_parser
+
+    setup = StudySetup(study_parser("adaptability", "x"), ["--testbed", "gpt", "--d-model", "16", "--n-layer", "1",
+                                                         "--n-head", "2", "--context", "16", "--out", "unused"])
+    model = setup.testbed.make_model(setup.config, 0)
+    rank = None if method == "full" else 2
+    attach(model, method, setup.testbed.target_modules(setup.config), rank=rank)
+    assert setup.trainable_params(method, rank) == count_trainable(model)
