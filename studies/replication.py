@@ -6,8 +6,9 @@
 
 Reads each run's ``verdicts.json`` (every cell of its main tables) and prints, for every pair of
 runs, the cells both judged, the share on which they give the same verdict, how many are supported
-in one and contradicted in the other, and each run's share of inconclusive cells; then the mean and
-the range of the agreement over pairs, and the cells that differed. Runs whose seed sets overlap in
+in one and contradicted in the other, each run's share of inconclusive cells and how many cells only
+one of them judged (left out); then the mean and the range of the agreement over pairs, and the cells
+that differed. Runs whose seed sets overlap in
 a cell are refused: a verdict repeated on the same seeds says nothing about replication.
 """
 
@@ -41,6 +42,7 @@ class Pair:
     first: Run
     second: Run
     cells: list[Key]
+    unpaired: int  # cells only one of the two judged (another width, shift or claim set): not compared
 
     @property
     def agreement(self) -> float:
@@ -82,16 +84,16 @@ def pairs(runs: Sequence[Run]) -> list[Pair]:
             seeds = sorted(first.seeds[shared] & second.seeds[shared])
             raise ValueError(f"{first.name} and {second.name} share seeds {seeds[0]}..{seeds[-1]} in "
                              f"'{shared[0]}': replication needs disjoint seed sets (another --seed)")
-        out.append(Pair(first, second, cells))
+        out.append(Pair(first, second, cells, len(set(first.verdicts) ^ set(second.verdicts))))
     return out
 
 
 def report(found: list[Pair]) -> str:
-    lines = ["| runs | cells | agree | supported vs contradicted | inconclusive (first, second) |",
-             "|---|---|---|---|---|"]
+    lines = ["| runs | cells | agree | supported vs contradicted | inconclusive (first, second) | judged by one only |",
+             "|---|---|---|---|---|---|"]
     for p in found:
         lines.append(f"| {p.first.name} vs {p.second.name} | {len(p.cells)} | {p.agreement:.0%} | {p.opposed} | "
-                     f"{p.first.inconclusive(p.cells):.0%}, {p.second.inconclusive(p.cells):.0%} |")
+                     f"{p.first.inconclusive(p.cells):.0%}, {p.second.inconclusive(p.cells):.0%} | {p.unpaired} |")
     shares = [p.agreement for p in found]
     lines += ["", f"agreement over {len(found)} pair(s): mean {sum(shares) / len(shares):.1%}, "
                   f"range {min(shares):.0%}-{max(shares):.0%}; supported against contradicted in "

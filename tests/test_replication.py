@@ -30,7 +30,8 @@ def test_agreement_counts_the_cells_both_runs_judged(tmp_path: Path, capsys: pyt
     replication.main([a, b, c])
     out = capsys.readouterr().out
     assert "mean 58.3%, range 33%-75%; supported against contradicted in 2 cell(s)" in out
-    assert f"| {a} vs {b} | 4 | 75% | 0 | 25%, 0% |" in out
+    assert f"| {a} vs {b} | 4 | 75% | 0 | 25%, 0% | 0 |" in out
+    assert f"| {a} vs {c} | 3 | 67% | 1 | 33%, 33% | 1 |" in out  # c judged no claim 4
     assert "claim 2, width 64, shift out_of_span, tuned lr, 100 steps: inconclusive | not supported" in out
 
 
