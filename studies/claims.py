@@ -5,8 +5,8 @@ paper's fixed 1e-3 (several seeds, each its own task draw; stored cells are reus
 grid of any (method, rank) whose selected lr sits at an edge, times initialisation and one training
 step, then measures each claim of :mod:`nfl.claims` at the fixed lr and at each method's tuned lr;
 at the robustness widths also at one common rank and at a long step budget. Writes ``claims.md``
-(the main tables, then a matrix of every claim's verdict across settings) and the no-free-lunch
-figures, and prints the text.
+(the main tables, then a matrix of every claim's verdict across settings), ``verdicts.json`` (the
+main tables' cells, for ``studies.replication``) and the no-free-lunch figures, and prints the text.
 """
 
 from __future__ import annotations
@@ -421,8 +421,8 @@ def multiple_comparisons_note(columns: list[Column]) -> str:
 
 
 def outputs(columns: list[Column], command: str, out: Path) -> Outputs:
-    """claims.md's text (the one table, "claims") and the no-free-lunch figures (one per width and
-    budget) from the columns' records; pure of computation."""
+    """claims.md's text (the one table, "claims"), the no-free-lunch figures (one per width and
+    budget) and verdicts.json from the columns' records; pure of computation."""
     from figures.claims import no_free_lunch_figure, rank_transfer_figure
     from figures.style import save  # here: matplotlib costs a second of every start-up
 
@@ -712,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         tables["claims"] += f"\n\n## Failed cells (not judged)\n\n```\n{with_failures('', setup.failed)}\n```\n"
     path = Path(setup.out) / "claims.md"
     path.write_text(tables["claims"])
-    show((tables, paths), [path, *(sub.out / "adaptability.jsonl" for sub in everything)])
+    show((tables, paths), [path, setup.out / VERDICTS_FILE, *(sub.out / "adaptability.jsonl" for sub in everything)])
     setup.finish()
 
 
