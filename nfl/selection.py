@@ -69,19 +69,33 @@ def select_lr(records: Iterable[Record]) -> float | None:
 def interpolated_lr(scores: dict[float, float | None]) -> float | None:
     """The optimum between grid points: the vertex of the parabola in (log lr, log score) through
     the best point and its neighbours; the best point itself at an edge or beside a diverged one."""
-    chosen = best_lr(scores)
     lrs = sorted(scores)
-    if chosen is None:
-        return None
-    i = lrs.index(chosen)
-    if i == 0 or i == len(lrs) - 1 or scores[lrs[i - 1]] is None or scores[lrs[i + 1]] is None:
-        return chosen
-    x = np.log10(lrs[i - 1: i + 2])
-    y = np.log10([scores[lr] for lr in lrs[i - 1: i + 2]])
-    curvature, slope, _ = np.polyfit(x, y, 2)
-    if curvature <= 0:  # flat (equal scores): no interior minimum to find
-        return chosen
-    return float(10 ** np.clip(-slope / (2 * curvature), x[0], x[2]))
+    table = np.array([[np.nan if scores[lr] is None else scores[lr]] for lr in lrs], dtype=float)
+    tuned = float(interpolated_lrs(lrs, table)[0]) if lrs else math.nan
+    return None if math.isnan(tuned) else tuned
+
+
+def interpolated_lrs(lrs: Sequence[float], scores: np.ndarray) -> np.ndarray:
+    """:func:`interpolated_lr` of every column of ``scores`` (len(lrs) x B, nan where a point diverged;
+    ``lrs`` ascending) at once: (B,), nan where every point diverged. The best point is the first
+    minimum (the smaller lr on a tie); the parabola through it and its neighbours is solved in
+    closed form, and a flat or concave one (no interior minimum) leaves the best point."""
+    lrs, scores = np.asarray(lrs, dtype=float), np.asarray(scores, dtype=float)
+    finite = ~np.isnan(scores)
+    best = np.where(finite, scores, np.inf).argmin(axis=0)
+    out = lrs[best]
+    out[~finite.any(axis=0)] = np.nan
+    inner = np.flatnonzero((best > 0) & (best < len(lrs) - 1))
+    if inner.size:
+        rows = best[inner] + np.arange(-1, 2)[:, None]  # (3, k): each one's best point and its neighbours
+        x, y = np.log10(lrs)[rows], np.log10(scores[rows, inner])  # y is nan beside a diverged point
+        left = (y[1] - y[0]) / (x[1] - x[0])
+        curvature = ((y[2] - y[1]) / (x[2] - x[1]) - left) / (x[2] - x[0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vertex = np.clip(-(left - curvature * (x[0] + x[1])) / (2 * curvature), x[0], x[2])
+        bent = curvature > 0  # False where flat, concave or beside a diverged point
+        out[inner[bent]] = 10 ** vertex[bent]
+    return out
 
 
 def grid_lattice(grid: Sequence[float]) -> tuple[float, float]:
@@ -145,13 +159,7 @@ def resampled_lrs(records: Iterable[Record], resamples: np.ndarray, seeds: Seque
     left out, as in :func:`select_lr`; nan where every point did."""
     lrs, mine, table = seed_table(records)
     columns = table[:, [mine.index(s) for s in seeds]]
-    out = np.full(len(resamples), np.nan)
-    for b, idx in enumerate(resamples):
-        picked = columns[:, idx]
-        scores = {lr: None if np.isnan(row).any() else float(row.mean()) for lr, row in zip(lrs, picked, strict=True)}
-        tuned = interpolated_lr(scores)
-        out[b] = np.nan if tuned is None else tuned
-    return out
+    return interpolated_lrs(lrs, columns[:, resamples].mean(axis=2))  # a diverged seed makes its point nan
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,33 @@ def test_resampled_lrs_reselect_on_each_resample_of_seeds() -> None:
     y = np.log10([0.6, 0.1, 0.5])  # seed 0 alone: the parabola's vertex, offset from 1e-2 in decades
     assert lrs[0] == pytest.approx(10 ** (-2 - (y[2] - y[0]) / 2 / (y[0] - 2 * y[1] + y[2])))
     assert lrs[1] == 1e-1  # seed 1 alone: 1e-3 diverged, 1e-1 is the edge
+
+
+def test_interpolated_lrs_at_once_equal_a_least_squares_parabola_per_column() -> None:
+    """The closed-form vertex of every column against np.polyfit's, one column at a time (the oracle):
+    random score curves, some with diverged points, some flat, some with the best point at an edge."""
+    import numpy as np
+
+    from nfl.selection import interpolated_lrs
+
+    def oracle(lrs: list[float], column: np.ndarray) -> float:
+        if np.isnan(column).all():
+            return np.nan
+        i = int(np.where(np.isnan(column), np.inf, column).argmin())
+        if i in (0, len(lrs) - 1) or np.isnan(column[i - 1 : i + 2]).any():
+            return lrs[i]
+        x, y = np.log10(lrs[i - 1 : i + 2]), np.log10(column[i - 1 : i + 2])
+        curvature, slope, _ = np.polyfit(x, y, 2)
+        return lrs[i] if curvature <= 0 else 10 ** np.clip(-slope / (2 * curvature), x[0], x[2])
+
+    rng = np.random.default_rng(0)
+    lrs = [10 ** (-4 + 0.5 * k) for k in range(7)]
+    scores = 10 ** rng.normal(-2, 0.5, size=(7, 400))
+    scores[rng.random(scores.shape) < 0.1] = np.nan
+    scores[:, :5] = 0.3  # flat: the smallest lr
+    scores[:, 5] = np.nan  # every point diverged
+    got = interpolated_lrs(lrs, scores)
+    expected = np.array([oracle(lrs, scores[:, b]) for b in range(scores.shape[1])])
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    assert np.isnan(got[5]) and (got[:5] == lrs[0]).all()
+    assert not np.isin(got[~np.isnan(got)], lrs).all()  # some optima between grid points
