@@ -22,6 +22,12 @@ log ratio, with Bonferroni-simultaneous paired t-intervals on every pair: for me
 identical every pair's interval covers 0 with probability >= 95% jointly, so the claim comes out
 supported or inconclusive, and contradicted at most 5% of the time (only when some interval also
 clears the margin).
+
+A verdict is *firm* when every part's interval lies at least its own half-width away from each
+margin (:func:`clearance` >= ``FIRM``): the interval would have to move by half its width for the
+verdict to change; a contradicted claim is firm when one contradicted part is (:func:`firm`).
+Verdicts on disjoint seed sets disagree only where an interval ends near a margin; firm verdicts
+agreed with a disjoint run's 98.5% of the time (10-seed runs, docs/design.md).
 """
 
 from __future__ import annotations
@@ -38,6 +44,11 @@ from nfl.stats import CONFIDENCE, paired_t, sign_flip_computable, sign_flip_inte
 Direction = Literal["greater", "less", "within"]
 VERDICTS = ("supported", "not supported", "contradicted", "inconclusive")
 MIN_SEEDS = 3  # a t-interval from two runs has one degree of freedom: too wide to decide anything
+# Chosen on six disjoint 10-seed runs (width 64, out_of_span; 15 pairs, each run's verdicts against the other's):
+# those whose every interval end lay >= 1 half-width from each margin agreed 98.5% of the time (>= 0.5: 96.5%),
+# the rest 71%; with a contradicted claim firm by one firm contradicted part, 64% of cells were firm. Checked on
+# four 20-seed runs: 98.8% of firm verdicts agreed (70% of cells firm), the rest 73%.
+FIRM = 1.0
 RULE = (
     "effect oriented so the claim predicts it > 0; with its 95% interval [lo, hi] and margin m: supported if "
     "lo > m, contradicted if hi < -m, not supported if -m < lo and hi < m, else inconclusive (also with fewer "
@@ -154,6 +165,23 @@ def decide(effect: Effect | None, direction: Direction, margin: float) -> tuple[
     return _rule(*hull, direction, margin), f"hull of {effect.interval} ({first}) and sign-flip ({second})"
 
 
+def clearance(effect: Effect | None, direction: Direction, margin: float) -> float:
+    """How far the interval's ends lie from the nearest margin (-m or m), in half-widths of the
+    interval (the hull with its sign-flip check, where there is one): 0 without an effect or with an
+    unbounded interval, infinite for a point away from both margins."""
+    if effect is None or effect.n < MIN_SEEDS or not math.isfinite(effect.estimate):
+        return 0.0
+    oriented = effect.flipped() if direction == "less" else effect
+    low, high = oriented.low, oriented.high
+    if oriented.check is not None:
+        low, high = min(low, oriented.check[0]), max(high, oriented.check[1])
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return 0.0
+    nearest = min(abs(end - edge) for end in (low, high) for edge in (-margin, margin))
+    half = (high - low) / 2
+    return nearest / half if half > 0 else math.inf if nearest > 0 else 0.0
+
+
 def verdict(effect: Effect | None, direction: Direction, margin: float) -> str:
     """The verdict alone (see :func:`decide`)."""
     return decide(effect, direction, margin)[0]
@@ -167,6 +195,16 @@ def combine(verdicts: Sequence[str]) -> str:
         if worst in verdicts:
             return worst
     return "inconclusive"
+
+
+def firm(verdicts: Sequence[str], clearances: Sequence[float]) -> bool:
+    """Whether a claim's verdict (:func:`combine` of its parts') is firm: contradicted by a part whose
+    interval clears every margin by ``FIRM`` half-widths (that part alone keeps it contradicted);
+    otherwise only when every part's interval does."""
+    clear = [c >= FIRM for c in clearances]
+    if "contradicted" in verdicts:
+        return any(c for v, c in zip(verdicts, clear, strict=True) if v == "contradicted")
+    return all(clear)
 
 
 # --- the claims -------------------------------------------------------------------------------

@@ -7,9 +7,10 @@
 Reads each run's ``verdicts.json`` (every cell of its main tables) and prints, for every pair of
 runs, the cells both judged, the share on which they give the same verdict, how many are supported
 in one and contradicted in the other, each run's share of inconclusive cells and how many cells only
-one of them judged (left out); then the mean and the range of the agreement over pairs, and the cells
-that differed. Runs whose seed sets overlap in
-a cell are refused: a verdict repeated on the same seeds says nothing about replication.
+one of them judged (left out); then the mean and the range of the agreement over pairs, how often a
+*firm* verdict (nfl.claims.FIRM) agreed with the other run's, and the cells that differed. Runs
+whose seed sets overlap in a cell are refused: a verdict repeated on the same seeds says nothing
+about replication.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Run:
     name: str
     verdicts: dict[Key, str]
     seeds: dict[Key, frozenset[int]]
+    firm: frozenset[Key]  # the cells whose every interval lies at least its half-width from each margin
 
     def inconclusive(self, keys: Sequence[Key]) -> float:
         return sum(self.verdicts[k] == "inconclusive" for k in keys) / len(keys)
@@ -57,6 +59,11 @@ class Pair:
     def differing(self) -> list[Key]:
         return [k for k in self.cells if self.first.verdicts[k] != self.second.verdicts[k]]
 
+    def firm_agreement(self) -> tuple[int, int]:
+        """(agreeing, all): the cells firm in one run, each run in turn, against the other run's verdict."""
+        firm = [k for run in (self.first, self.second) for k in self.cells if k in run.firm]
+        return sum(self.first.verdicts[k] == self.second.verdicts[k] for k in firm), len(firm)
+
 
 def load(directory: str) -> Run:
     """A run's verdicts from ``<directory>/verdicts.json`` (a ValueError, said in one line, if it cannot be read)."""
@@ -65,7 +72,8 @@ def load(directory: str) -> Run:
         cells: list[dict[str, Any]] = json.loads(path.read_text())["cells"]
         keys = [(c["section"], c["column"], int(c["claim"])) for c in cells]
         return Run(directory, {k: c["verdict"] for k, c in zip(keys, cells, strict=True)},
-                   {k: frozenset(c["seeds"]) for k, c in zip(keys, cells, strict=True)})
+                   {k: frozenset(c["seeds"]) for k, c in zip(keys, cells, strict=True)},
+                   frozenset(k for k, c in zip(keys, cells, strict=True) if c["firm"]))
     except FileNotFoundError:
         raise ValueError(f"{path}: not found; is {directory} the --out of a studies.claims run?") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -95,9 +103,12 @@ def report(found: list[Pair]) -> str:
         lines.append(f"| {p.first.name} vs {p.second.name} | {len(p.cells)} | {p.agreement:.0%} | {p.opposed} | "
                      f"{p.first.inconclusive(p.cells):.0%}, {p.second.inconclusive(p.cells):.0%} | {p.unpaired} |")
     shares = [p.agreement for p in found]
+    agreeing, firm = (sum(counts) for counts in zip(*(p.firm_agreement() for p in found), strict=True))
     lines += ["", f"agreement over {len(found)} pair(s): mean {sum(shares) / len(shares):.1%}, "
                   f"range {min(shares):.0%}-{max(shares):.0%}; supported against contradicted in "
-                  f"{sum(p.opposed for p in found)} cell(s)"]
+                  f"{sum(p.opposed for p in found)} cell(s)",
+              f"firm verdicts (every interval at least its half-width from each margin; nfl.claims.firm), each "
+              f"run's against the other's: {agreeing} of {firm} agree" + (f" ({agreeing / firm:.1%})" if firm else "")]
     for p in found:
         for section, column, claim in p.differing():
             key = (section, column, claim)

@@ -160,3 +160,31 @@ def test_the_confirming_round_is_the_slowest_of_those_that_reproduced_the_fastes
     blocks = [{"clock": "thread", "seconds": s, "wall_s": s, "calls": 1} for s in seconds]
     timing = summarise(blocks, StopRule(max_rounds=7, confirmations=2))
     assert timing["fastest_s"] == 1.00 and timing["confirming_s"] == 1.04 and timing["median_s"] == 2.9
+
+
+def test_clearance_is_the_distance_from_the_nearest_margin_in_half_widths() -> None:
+    from nfl.claims import FIRM, clearance
+
+    m = 0.04
+    far = Effect(0.3, 0.2, 0.4, 10, "paired t")  # nearest end 0.2, 0.16 from m; half-width 0.1
+    assert clearance(far, "greater", m) == pytest.approx(1.6) and clearance(far, "greater", m) >= FIRM
+    assert clearance(far.flipped(), "less", m) == pytest.approx(1.6)  # oriented as the claim predicts
+    near = Effect(0.1, 0.03, 0.17, 10, "paired t")  # the low end 0.01 inside the margin
+    assert clearance(near, "greater", m) == pytest.approx(0.01 / 0.07)
+    straddling = Effect(0.0, -0.5, 0.5, 10, "paired t")  # inconclusive, but its ends far from both margins
+    assert clearance(straddling, "greater", m) == pytest.approx(0.46 / 0.5)
+    checked = Effect(0.3, 0.2, 0.4, 10, "paired t", check=(0.05, 0.4))  # the hull's low end 0.01 from m
+    assert clearance(checked, "greater", m) == pytest.approx(0.01 / 0.175)
+    assert clearance(Effect(0.3, -math.inf, math.inf, 10, "paired t"), "greater", m) == 0.0
+    assert clearance(Effect(0.3, 0.2, 0.4, 2, "paired t"), "greater", m) == 0.0  # fewer than MIN_SEEDS
+    assert clearance(Effect(0.3, 0.3, 0.3, 10, "paired t"), "greater", m) == math.inf  # deterministic, away
+    assert clearance(None, "greater", m) == 0.0
+
+
+def test_a_claim_is_firm_when_all_its_parts_are_or_one_firm_part_contradicts_it() -> None:
+    from nfl.claims import firm
+
+    assert firm(["supported", "supported"], [1.5, 2.0]) and not firm(["supported", "supported"], [1.5, 0.4])
+    assert firm(["contradicted", "inconclusive"], [1.2, 0.1])  # the firm contradicted part decides alone
+    assert not firm(["contradicted", "inconclusive"], [0.3, 5.0])  # the inconclusive part cannot keep it contradicted
+    assert not firm(["not supported", "inconclusive"], [3.0, 0.2])  # the inconclusive part could still turn C

@@ -57,7 +57,7 @@ def test_identical_copies_of_lora_never_contradict_claim_9(tmp_path: Path) -> No
     rows = re.findall(r"^\| 9 \| .*$", text, re.M)
     assert rows and all("contradicted" not in row for row in rows)
     matrix = text.split("## Robustness")[1]
-    assert re.search(r"^\| 9 \|( [S?] \|){3}$", matrix, re.M)
+    assert re.search(r"^\| 9 \|( \(?[S?]\)? \|){3}$", matrix, re.M)  # (X): not firm
 
 
 def test_an_unknown_shift_family_exits_2_before_any_work(tmp_path: Path) -> None:
@@ -197,3 +197,16 @@ def test_a_seed_whose_pretraining_fit_far_worse_than_the_median_is_named() -> No
     assert claims.pretraining_outliers(usual) == ""
     note = claims.pretraining_outliers([*usual, record(8, 0.05), record(9, 0.0005)])
     assert "seed 8 at 0.05 (×37)" in note and "seed 9" not in note and "loss 0.00135" in note
+
+
+@pytest.mark.parametrize(("loss", "firm"), [(0.05, True), (0.0105, False)])
+def test_a_verdict_is_firm_only_when_its_intervals_lie_well_away_from_every_margin(loss: float, firm: bool) -> None:
+    """MoS against LoRA (claim 2, a 10% margin), both supported: x5.9 [5.3, 6.6] is firm; x1.24 [1.11, 1.38],
+    whose low end is just past the margin, is not, and the matrix shows it in parentheses."""
+    from nfl.selection import at_tuned_lr
+
+    grid = _grid_records(0, 1e-2, 1.0, method="lora") + _grid_records(1, 1e-2, 1.0, method="mos", loss=loss)
+    (claim,) = [c for c in CLAIMS if c.number == 2]
+    judged = claims.judge(claim, at_tuned_lr(grid), grid, {})
+    assert judged.verdict == "supported" and judged.firm is firm and ("(firm)" in judged.text) is firm
+    assert judged.short == ("S" if firm else "(S)")

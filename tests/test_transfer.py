@@ -67,17 +67,19 @@ def test_verdicts_agree_only_where_both_are_decisive(mlp: str, gpt: str, expecte
 def test_transfer_table_puts_each_claims_verdicts_side_by_side() -> None:
     mlp_setting, gpt_setting = claims.Setting(64, "out_of_span", None, 100), claims.Setting(64, "", None, 150, "gpt")
     verdicts = ("supported", "contradicted", "inconclusive")
-    judged = lambda shift: [claims.Judged(verdicts[(i + shift) % 3], (), "") for i in range(len(CLAIMS))]  # noqa: E731
+    judged = lambda shift, firm: [claims.Judged(verdicts[(i + shift) % 3], (), "", firm)  # noqa: E731
+                                  for i in range(len(CLAIMS))]
     records = _tuned({m: 10.0 ** -i for i, m in enumerate(METHODS)})
     main = claims.Column(mlp_setting, records, {})
     gpt = claims.Column(gpt_setting, records, {})
-    lines = claims.transfer_lines(main, gpt, {mlp_setting: judged(0), gpt_setting: judged(1)},
+    lines = claims.transfer_lines(main, gpt, {mlp_setting: judged(0, True), gpt_setting: judged(1, False)},
                                   {"out_of_span": main})
     text = "\n".join(lines)
     head = "| # | claim | MLP w64 out-of-span, paper ranks, 100 steps | gpt d64, paper ranks, 150 steps | agree |"
     assert head in text
     first, second, third = (re.search(rf"^\| {n} \| .*$", text, re.M).group(0) for n in (1, 2, 3))
-    assert first.endswith("| S | C | no |") and second.endswith("| C | ? | — |") and third.endswith("| ? | S | — |")
+    assert first.endswith("| S | (C) | no |") and second.endswith("| C | (?) | — |")  # the GPT's not firm
+    assert third.endswith("| ? | (S) | — |")
     assert "| out_of_span | 5 | 6 / 6 | 1.00 [1.00, 1.00] |" in text
 
 
@@ -119,7 +121,8 @@ def test_claims_on_mlp_and_gpt_write_both_columns_the_transfer_table_and_the_fig
            "10 steps |" in matrix
     transfer = text.split("## Does the toy transfer?")[1]
     for claim in CLAIMS:
-        assert re.search(rf"^\| {claim.number} \| .* \| [SNC?—] \| [SNC?—] \| (yes|no|—) \|$", transfer, re.M)
+        verdict = r"\(?[SNC?]\)?|—"  # in parentheses where not firm
+        assert re.search(rf"^\| {claim.number} \| .* \| ({verdict}) \| ({verdict}) \| (yes|no|—) \|$", transfer, re.M)
     for shift in ("out_of_span", "in_span"):
         assert re.search(rf"^\| {shift} \| 4 \| 3 / 3 \| -?\d\.\d\d \[-?\d\.\d\d, -?\d\.\d\d\] \|$", transfer, re.M)
     assert "![rank on the MLP against rank on the GPT](rank_transfer.png)" in transfer
