@@ -38,6 +38,10 @@ class Run:
     def inconclusive(self, keys: Sequence[Key]) -> float:
         return sum(self.verdicts[k] == "inconclusive" for k in keys) / len(keys)
 
+    def seed_counts(self) -> list[int]:
+        """How many seeds its cells were judged on (one number unless its sections differ)."""
+        return sorted({len(seeds) for seeds in self.seeds.values()})
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -97,8 +101,14 @@ def pairs(runs: Sequence[Run]) -> list[Pair]:
 
 
 def report(found: list[Pair]) -> str:
-    lines = ["| runs | cells | agree | supported vs contradicted | inconclusive (first, second) | judged by one only |",
-             "|---|---|---|---|---|---|"]
+    runs = list({id(run): run for p in found for run in (p.first, p.second)}.values())
+    counts = {run.name: run.seed_counts() for run in runs}
+    lines = ["seeds a run: " + ", ".join(f"{name} {'/'.join(map(str, n))}" for name, n in counts.items())]
+    if len({tuple(n) for n in counts.values()}) > 1:
+        lines.append("note: the runs have different numbers of seeds, so a disagreement may be a difference in "
+                     "precision as much as in outcome")
+    head = "| runs | cells | agree | supported vs contradicted | inconclusive (first, second) | judged by one only |"
+    lines += ["", head, "|---|---|---|---|---|---|"]
     for p in found:
         lines.append(f"| {p.first.name} vs {p.second.name} | {len(p.cells)} | {p.agreement:.0%} | {p.opposed} | "
                      f"{p.first.inconclusive(p.cells):.0%}, {p.second.inconclusive(p.cells):.0%} | {p.unpaired} |")

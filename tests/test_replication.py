@@ -32,6 +32,7 @@ def test_agreement_counts_the_cells_both_runs_judged(tmp_path: Path, capsys: pyt
     assert "mean 58.3%, range 33%-75%; supported against contradicted in 2 cell(s)" in out
     # firm: a's claims 1 and 3 (against b: both agree; against c: 1 does not, 3 does), b's claim 2 (disagrees twice)
     assert [p.firm_agreement() for p in found] == [(2, 3), (1, 2), (0, 1)] and "3 of 6 agree (50.0%)" in out
+    assert f"seeds a run: {a} 10, {b} 10, {c} 10" in out and "different numbers" not in out
     assert f"| {a} vs {b} | 4 | 75% | 0 | 25%, 0% | 0 |" in out
     assert f"| {a} vs {c} | 3 | 67% | 1 | 33%, 33% | 1 |" in out  # c judged no claim 4
     assert "claim 2, width 64, shift out_of_span, tuned lr, 100 steps: inconclusive | not supported" in out
@@ -52,3 +53,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     assert stop.value.code == 2 and err.count("\n") == 1
     assert {"overlap": "disjoint seed sets", "one run": "at least two", "missing": "not found",
             "damaged": "not a verdicts file"}[why] in err
+
+
+def test_runs_on_different_numbers_of_seeds_are_compared_with_a_note(tmp_path: Path, capsys) -> None:
+    a = run_dir(tmp_path, "a", ["supported"], range(0, 10))
+    b = run_dir(tmp_path, "b", ["supported"], range(10, 30))
+    replication.main([a, b])
+    out = capsys.readouterr().out
+    assert f"seeds a run: {a} 10, {b} 20" in out and "different numbers of seeds" in out
