@@ -244,10 +244,11 @@ class ResultStore:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.records())
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self, lines: list[Line] | None = None) -> list[dict[str, Any]]:
         """Every good record, in order, its run context's fields joined in (contexts themselves are
-        not returned); one line on stderr says how many lines were set aside."""
-        lines = self.lines()
+        not returned); one line on stderr says how many lines were set aside. ``lines``: this store's,
+        already read by :meth:`lines` (a caller that needs both reads the file once)."""
+        lines = self.lines() if lines is None else lines
         bad = [line for line in lines if line.record is None]
         if bad:
             numbers = ", ".join(str(line.number) for line in bad)
@@ -264,10 +265,11 @@ class ResultStore:
         """The ids of the run contexts the store holds."""
         return {line.record[CONTEXT] for line in self.lines() if line.record is not None and is_context(line.record)}
 
-    def repair(self) -> int:
+    def repair(self, lines: list[Line] | None = None) -> int:
         """Move every set-aside line to ``<store>.rejected`` (with its line number and why), then
-        rewrite the store without them atomically (new file, fsync, rename); return how many."""
-        lines = self.lines()
+        rewrite the store without them atomically (new file, fsync, rename); return how many.
+        ``lines``: as in :meth:`records`."""
+        lines = self.lines() if lines is None else lines
         bad = [line for line in lines if line.record is None]
         if not bad:
             return 0

@@ -147,13 +147,15 @@ def _outcomes(backend: Backend, compute: Compute, groups: list[list[Cell]], desc
 
 def _prepare(store: ResultStore, resume: bool) -> list[dict[str, Any]]:
     """Move an old store aside (a new run) or repair it (a resumed one); its good records."""
-    if not resume and store.path.exists():
+    if resume:
+        lines = store.lines()  # read once: the repair moves the set-aside lines, the good ones are the records
+        store.repair(lines)
+        return store.records([line for line in lines if line.record is not None])
+    if store.path.exists():
         backup = store.path.with_name(f"{store.path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
         store.path.rename(backup)
         print(f"note: previous results moved to {backup} (use --resume to continue them instead)", file=sys.stderr)
-    if resume:
-        store.repair()
-    return store.records()
+    return []
 
 
 def _announce(desc: str, store: ResultStore, total: int, todo: int, unused: int, estimate: float | None) -> str:
@@ -229,7 +231,7 @@ def run_groups(
         why = "their records say why; --resume computes them again"
         print(f"note: {failed} of {len(cells)} cells failed; {why}", file=sys.stderr)
     found: dict[tuple, dict[str, Any]] = {}
-    for record in store.records():
+    for record in store.records() if count else records:  # nothing appended: the store is what was read
         if "failed" not in record and record_key(record) in wanted:
             found.setdefault(record_key(record), record)
     return [found[c.key()] for c in cells if c.key() in found]
