@@ -324,7 +324,7 @@ class Judged:
     verdict: str
     parts: tuple[str, ...]
     text: str
-    firm: bool = False  # every part's interval at least its half-width from each margin (nfl.claims.FIRM)
+    firm: bool = False  # its intervals clear every margin by at least their half-width (nfl.claims.firm)
 
     @property
     def short(self) -> str:
