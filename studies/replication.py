@@ -8,13 +8,14 @@ Reads each run's ``verdicts.json`` (every cell of its main tables) and prints, f
 runs, the cells both judged, the share on which they give the same verdict, how many are supported
 in one and contradicted in the other, each run's share of inconclusive cells and how many cells only
 one of them judged (left out); then the mean and the range of the agreement over pairs, how often a
-*firm* verdict (nfl.claims.FIRM) agreed with the other run's, and the cells that differed. Runs
-whose seed sets overlap in a cell are refused: a verdict repeated on the same seeds says nothing
-about replication.
+*firm* verdict (nfl.claims.FIRM) agreed with the other run's, how many disagreements each claim
+had, and the cells that differed. Runs whose seed sets overlap in a cell are refused: a verdict
+repeated on the same seeds says nothing about replication.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 from collections.abc import Sequence
@@ -119,6 +120,9 @@ def report(found: list[Pair]) -> str:
                   f"{sum(p.opposed for p in found)} cell(s)",
               f"firm verdicts (every interval at least its half-width from each margin; nfl.claims.firm), each "
               f"run's against the other's: {agreeing} of {firm} agree" + (f" ({agreeing / firm:.1%})" if firm else "")]
+    by_claim = collections.Counter(claim for p in found for _, _, claim in p.differing())
+    if by_claim:
+        lines.append("disagreements by claim: " + ", ".join(f"{claim}: {n}" for claim, n in sorted(by_claim.items())))
     for p in found:
         for section, column, claim in p.differing():
             key = (section, column, claim)

@@ -33,6 +33,7 @@ def test_agreement_counts_the_cells_both_runs_judged(tmp_path: Path, capsys: pyt
     # firm: a's claims 1 and 3 (against b: both agree; against c: 1 does not, 3 does), b's claim 2 (disagrees twice)
     assert [p.firm_agreement() for p in found] == [(2, 3), (1, 2), (0, 1)] and "3 of 6 agree (50.0%)" in out
     assert f"seeds a run: {a} 10, {b} 10, {c} 10" in out and "different numbers" not in out
+    assert "disagreements by claim: 1: 2, 2: 2\n" in out  # a-b on 2, a-c on 1, b-c on both
     assert f"| {a} vs {b} | 4 | 75% | 0 | 25%, 0% | 0 |" in out
     assert f"| {a} vs {c} | 3 | 67% | 1 | 33%, 33% | 1 |" in out  # c judged no claim 4
     assert "claim 2, width 64, shift out_of_span, tuned lr, 100 steps: inconclusive | not supported" in out
