@@ -551,7 +551,10 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     """A plain-text table with aligned columns (rows are dicts of already formatted cells)."""
     cells = [[str(row.get(c, "")) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    line = lambda values: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))  # noqa: E731
+
+    def line(values: Sequence[str]) -> str:  # the first column left-aligned, the others right-aligned
+        return "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))
+
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
 
 
