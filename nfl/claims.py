@@ -82,6 +82,12 @@ class Effect:
         check = None if self.check is None else (self.check[0] - offset, self.check[1] - offset)
         return Effect(self.estimate - offset, self.low - offset, self.high - offset, self.n, self.interval, check)
 
+    def hull(self) -> tuple[float, float]:
+        """The interval widened to its check's, where there is one."""
+        if self.check is None:
+            return self.low, self.high
+        return min(self.low, self.check[0]), max(self.high, self.check[1])
+
 
 def paired_difference(treatment: dict[int, float], control: dict[int, float], confidence: float = CONFIDENCE) -> Effect:
     """Mean over the seeds both sides have of treatment - control (per seed), with the paired
@@ -148,12 +154,20 @@ def _rule(low: float, high: float, direction: Direction, margin: float) -> str:
     return "not supported" if inside else "inconclusive"
 
 
+def _oriented(effect: Effect | None, direction: Direction) -> Effect | None:
+    """The effect oriented so that the claim predicts it positive; None when there is nothing to
+    decide on (no records, fewer than ``MIN_SEEDS`` seeds, no finite estimate)."""
+    if effect is None or effect.n < MIN_SEEDS or not math.isfinite(effect.estimate):
+        return None
+    return effect.flipped() if direction == "less" else effect
+
+
 def decide(effect: Effect | None, direction: Direction, margin: float) -> tuple[str, str]:
     """The rule of the module docstring and which interval it used; ``None`` (no records to
     measure) is inconclusive."""
-    if effect is None or effect.n < MIN_SEEDS or not math.isfinite(effect.estimate):
+    oriented = _oriented(effect, direction)
+    if oriented is None:
         return "inconclusive", f"fewer than {MIN_SEEDS} seeds" if effect is not None else "no records"
-    oriented = effect.flipped() if direction == "less" else effect
     first = _rule(oriented.low, oriented.high, direction, margin)
     if oriented.check is None:
         why = " (sign-flip needs >= 6 seeds)" if effect.interval.startswith("paired t") else ""
@@ -161,20 +175,17 @@ def decide(effect: Effect | None, direction: Direction, margin: float) -> tuple[
     second = _rule(*oriented.check, direction, margin)
     if first == second:
         return first, f"{effect.interval}; sign-flip agrees"
-    hull = min(oriented.low, oriented.check[0]), max(oriented.high, oriented.check[1])
-    return _rule(*hull, direction, margin), f"hull of {effect.interval} ({first}) and sign-flip ({second})"
+    return _rule(*oriented.hull(), direction, margin), f"hull of {effect.interval} ({first}) and sign-flip ({second})"
 
 
 def clearance(effect: Effect | None, direction: Direction, margin: float) -> float:
     """How far the interval's ends lie from the nearest margin (-m or m), in half-widths of the
     interval (the hull with its sign-flip check, where there is one): 0 without an effect or with an
     unbounded interval, infinite for a point away from both margins."""
-    if effect is None or effect.n < MIN_SEEDS or not math.isfinite(effect.estimate):
+    oriented = _oriented(effect, direction)
+    if oriented is None:
         return 0.0
-    oriented = effect.flipped() if direction == "less" else effect
-    low, high = oriented.low, oriented.high
-    if oriented.check is not None:
-        low, high = min(low, oriented.check[0]), max(high, oriented.check[1])
+    low, high = oriented.hull()
     if not (math.isfinite(low) and math.isfinite(high)):
         return 0.0
     nearest = min(abs(end - edge) for end in (low, high) for edge in (-margin, margin))

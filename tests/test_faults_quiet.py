@@ -363,7 +363,10 @@ def test_report_redraws_byte_identical_figures_whatever_the_hash_seed(tmp_path: 
         "-m", "studies.pareto", *TINY, "--rounds", "1", "--methods", methods, "--ranks", "1,2", "--out", str(out)
     )
     assert study.returncode == 0, study.stderr
-    digest = lambda: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.p[dn][fg]"))}  # noqa: E731
+
+    def digest() -> dict[str, str]:  # every figure's bytes, PNG and PDF
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.p[dn][fg]"))}
+
     drawn = digest()
     assert len(drawn) == 6
     for seed in ("1", "2"):
